@@ -1,0 +1,47 @@
+# The whole set-up on a fresh machine: `make test` or `make bench`.
+# A venv at .venv sees the system's site-packages, so that a GPU machine whose
+# torch is preinstalled (and which has no package index) reuses it; elsewhere
+# torch==$(TORCH_VERSION) is installed into the venv.
+PYTHON ?= python3
+TORCH_VERSION ?= 2.14.1
+VENV := .venv
+PY := $(VENV)/bin/python
+READY := $(VENV)/.deps-ready
+EXT_SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.cuh') setup.py
+BUILT := fused_rnn/.build-stamp
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+
+.PHONY: all build test bench sanitize clean
+
+all: build
+
+$(PY):
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+
+# Each dependency is installed only when it is not importable already.
+$(READY): $(PY) Makefile
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "torch==$(TORCH_VERSION)"
+	$(PY) -c "import setuptools" 2>/dev/null || $(PY) -m pip install setuptools
+	$(PY) -c "import ninja" 2>/dev/null || command -v ninja >/dev/null || $(PY) -m pip install ninja
+	$(PY) -c "import pytest" 2>/dev/null || $(PY) -m pip install pytest
+	$(PY) -c "import numpy" 2>/dev/null || $(PY) -m pip install numpy || true
+	$(PY) -c "import hypothesis" 2>/dev/null || $(PY) -m pip install hypothesis || true
+	$(PY) -c "import matplotlib" 2>/dev/null || $(PY) -m pip install matplotlib || true
+	$(PY) -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+	touch $@
+
+$(BUILT): $(READY) $(EXT_SOURCES)
+	$(PY) setup.py build_ext --inplace
+	touch $@
+
+build: $(BUILT)
+
+test: build
+	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+bench: build
+	$(PY) bench/throughput.py $(BENCH_ARGS)
+
+clean:
+	rm -rf build fused_rnn/_C*.so $(BUILT) *.egg-info

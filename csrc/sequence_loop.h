@@ -1,0 +1,229 @@
+#pragma once
+// The time loop of one layer in one direction, written once for every cell (cell_math.h)
+// and every device. A Backend supplies the per-step primitives:
+//   gemm<T>(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc)
+//       row-major C(M, N) = op(A) op(B) + beta * C, with beta 0 or 1
+//   copy_rows<T>(dst, dst_ld, src, src_ld, rows, cols)
+//   add_rows<T>(dst, a, a_ld, b, b_ld, rows, cols)      dst contiguous (rows, cols)
+//   forward_step<Cell, T>(ForwardStep, rows, H) / backward_step<Cell, T>(BackwardStep, rows, H)
+// Inside the loop there is no allocation and no dispatcher call: only raw BLAS and the
+// fused pointwise step. Whole-sequence GEMMs (input projection, weight gradients) run once.
+#include <ATen/ATen.h>
+#include <algorithm>
+#include <vector>
+
+#include "cell_math.h"
+
+namespace fused_rnn {
+
+// Tensors of one layer and direction (shapes.h). Optional ones are undefined tensors.
+struct LayerArgs {
+  at::Tensor input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr;
+  std::vector<int64_t> batch_sizes;
+  bool reverse = false;
+};
+
+struct LayerForwardResult {
+  at::Tensor output, h_n, c_n, workspace;
+};
+
+struct LayerBackwardResult {
+  at::Tensor grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_w_hr;
+};
+
+// Row offset of every time step in the packed layout, and the processing order.
+struct StepPlan {
+  std::vector<int64_t> batch, offset;
+  bool reverse;
+  int64_t steps() const { return static_cast<int64_t>(batch.size()); }
+  // Time index of the s-th step processed: the reverse direction walks t = T-1 .. 0.
+  int64_t time_of(int64_t s) const { return reverse ? steps() - 1 - s : s; }
+
+  StepPlan(const std::vector<int64_t>& batch_sizes, bool reverse_)
+      : batch(batch_sizes), offset(batch_sizes.size()), reverse(reverse_) {
+    int64_t row = 0;
+    for (size_t t = 0; t < batch.size(); ++t) {
+      offset[t] = row;
+      row += batch[t];
+    }
+  }
+};
+
+template <class Backend, class Cell, typename T>
+LayerForwardResult layer_forward(const LayerArgs& a) {
+  const int64_t G = Cell::kGates;
+  const int64_t H = a.w_ih.size(0) / G;
+  const int64_t GH = G * H;
+  const int64_t WH = Cell::kWorkspace * H;
+  const int64_t P = a.h0.size(1);
+  const int64_t R = a.input.size(0);
+  const int64_t I = a.input.size(1);
+  const bool projected = a.w_hr.defined();
+  const StepPlan plan(a.batch_sizes, a.reverse);
+
+  LayerForwardResult out;
+  out.workspace = at::empty({R, WH}, a.input.options());
+  out.output = at::empty({R, P}, a.input.options());
+  out.h_n = a.h0.clone();  // the state buffer: rows stop changing when their sequence ends
+  if (Cell::kHasCellState) out.c_n = a.c0.clone();
+
+  // Input projection of every step in one GEMM, on top of the bias rows. LSTM and RNN
+  // fold b_hh in here too; GRU adds b_hh inside the step because r multiplies it.
+  at::Tensor gates_in = out.workspace.narrow(1, 0, GH);
+  at::Tensor bias;
+  if (a.b_ih.defined()) bias = (Cell::kHiddenGatesApart || !a.b_hh.defined()) ? a.b_ih : a.b_ih + a.b_hh;
+  if (bias.defined()) gates_in.copy_(bias.expand({R, GH}));
+  Backend::template gemm<T>(false, true, R, GH, I, a.input.template data_ptr<T>(), I,
+                            a.w_ih.template data_ptr<T>(), I, bias.defined() ? 1 : 0,
+                            out.workspace.template data_ptr<T>(), WH);
+
+  const int64_t N = a.h0.size(0);
+  at::Tensor hidden_gates, h_unprojected;
+  if (Cell::kHiddenGatesApart) hidden_gates = at::empty({N, GH}, a.input.options());
+  if (projected) h_unprojected = at::empty({N, H}, a.input.options());
+
+  T* ws = out.workspace.template data_ptr<T>();
+  T* output = out.output.template data_ptr<T>();
+  T* h_state = out.h_n.template data_ptr<T>();
+  T* c_state = Cell::kHasCellState ? out.c_n.template data_ptr<T>() : nullptr;
+  const T* w_hh = a.w_hh.template data_ptr<T>();
+  const T* w_hr = projected ? a.w_hr.template data_ptr<T>() : nullptr;
+  T* hidden = Cell::kHiddenGatesApart ? hidden_gates.template data_ptr<T>() : nullptr;
+  T* h_pre = projected ? h_unprojected.template data_ptr<T>() : nullptr;
+
+  for (int64_t s = 0; s < plan.steps(); ++s) {
+    const int64_t t = plan.time_of(s);
+    const int64_t b = plan.batch[t];
+    if (b == 0) continue;
+    T* ws_t = ws + plan.offset[t] * WH;
+    T* out_t = output + plan.offset[t] * P;
+    if (Cell::kHiddenGatesApart) {
+      Backend::template gemm<T>(false, true, b, GH, P, h_state, P, w_hh, P, 0, hidden, GH);
+    } else {
+      Backend::template gemm<T>(false, true, b, GH, P, h_state, P, w_hh, P, 1, ws_t, WH);
+    }
+    ForwardStep<T> step{};
+    step.ws = ws_t;
+    step.ws_ld = WH;
+    step.hidden_gates = hidden;
+    step.b_hh = (Cell::kHiddenGatesApart && a.b_hh.defined()) ? a.b_hh.template data_ptr<T>() : nullptr;
+    step.h_prev = h_state;
+    step.c_state = c_state;
+    step.h_out = projected ? h_pre : out_t;
+    step.h_out_ld = projected ? H : P;
+    step.h_state = projected ? nullptr : h_state;
+    Backend::template forward_step<Cell, T>(step, b, H);
+    if (projected) {
+      Backend::template gemm<T>(false, true, b, P, H, h_pre, H, w_hr, H, 0, out_t, P);
+      Backend::template copy_rows<T>(h_state, P, out_t, P, b, P);
+    }
+  }
+  return out;
+}
+
+// For every row of the packed sequence, the state it started its step from: the same row
+// of the previously processed step where that step had the row, else the initial state.
+template <class Backend, typename T>
+void gather_previous_states(const StepPlan& plan, const T* per_step, int64_t per_step_ld,
+                            const T* initial, int64_t cols, T* prev) {
+  for (int64_t s = 0; s < plan.steps(); ++s) {
+    const int64_t t = plan.time_of(s);
+    const int64_t b = plan.batch[t];
+    T* dst = prev + plan.offset[t] * cols;
+    int64_t carried = 0;
+    if (s > 0) {
+      const int64_t tp = plan.time_of(s - 1);
+      carried = std::min(b, plan.batch[tp]);
+      Backend::template copy_rows<T>(dst, cols, per_step + plan.offset[tp] * per_step_ld,
+                                     per_step_ld, carried, cols);
+    }
+    Backend::template copy_rows<T>(dst + carried * cols, cols, initial + carried * cols, cols,
+                                   b - carried, cols);
+  }
+}
+
+template <class Backend, class Cell, typename T>
+LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_output,
+                                   const at::Tensor& grad_h_n, const at::Tensor& grad_c_n,
+                                   const at::Tensor& output, const at::Tensor& workspace) {
+  const int64_t G = Cell::kGates;
+  const int64_t H = a.w_ih.size(0) / G;
+  const int64_t GH = G * H;
+  const int64_t WH = Cell::kWorkspace * H;
+  const int64_t P = a.h0.size(1);
+  const int64_t R = a.input.size(0);
+  const bool projected = a.w_hr.defined();
+  const StepPlan plan(a.batch_sizes, a.reverse);
+  const auto opts = a.input.options();
+
+  at::Tensor dgates = at::empty({R, GH}, opts);
+  at::Tensor dgates_hidden = Cell::kHiddenGatesApart ? at::empty({R, GH}, opts) : dgates;
+  at::Tensor h_prev_all = at::empty({R, P}, opts);
+  at::Tensor c_prev_all = Cell::kHasCellState ? at::empty({R, H}, opts) : at::Tensor();
+  at::Tensor dh_all = projected ? at::empty({R, P}, opts) : at::Tensor();
+  at::Tensor dh_unprojected = projected ? at::empty({a.h0.size(0), H}, opts) : at::Tensor();
+
+  const T* ws = workspace.template data_ptr<T>();
+  gather_previous_states<Backend, T>(plan, output.template data_ptr<T>(), P,
+                                     a.h0.template data_ptr<T>(), P, h_prev_all.template data_ptr<T>());
+  if (Cell::kHasCellState) {
+    gather_previous_states<Backend, T>(plan, ws + 4 * H, WH, a.c0.template data_ptr<T>(), H,
+                                       c_prev_all.template data_ptr<T>());
+  }
+
+  LayerBackwardResult g;
+  g.grad_h0 = grad_h_n.clone();  // running dL/dh of the state, per row
+  if (Cell::kHasCellState) g.grad_c0 = grad_c_n.clone();
+  T* dh_state = g.grad_h0.template data_ptr<T>();
+  T* dc_state = Cell::kHasCellState ? g.grad_c0.template data_ptr<T>() : nullptr;
+  const T* grad_out = grad_output.template data_ptr<T>();
+  const T* w_hh = a.w_hh.template data_ptr<T>();
+
+  for (int64_t s = plan.steps() - 1; s >= 0; --s) {
+    const int64_t t = plan.time_of(s);
+    const int64_t b = plan.batch[t];
+    if (b == 0) continue;
+    const int64_t off = plan.offset[t];
+    BackwardStep<T> step{};
+    step.ws = ws + off * WH;
+    step.ws_ld = WH;
+    step.c_prev = Cell::kHasCellState ? c_prev_all.template data_ptr<T>() + off * H : nullptr;
+    step.h_prev = h_prev_all.template data_ptr<T>() + off * P;
+    if (projected) {
+      T* dh_t = dh_all.template data_ptr<T>() + off * P;
+      Backend::template add_rows<T>(dh_t, dh_state, P, grad_out + off * P, P, b, P);
+      Backend::template gemm<T>(false, false, b, H, P, dh_t, P, a.w_hr.template data_ptr<T>(), H,
+                                0, dh_unprojected.template data_ptr<T>(), H);
+      step.dh = dh_unprojected.template data_ptr<T>();
+      step.dh_ld = H;
+    } else {
+      step.dh = dh_state;
+      step.dh_ld = P;
+      step.dh_extra = grad_out + off * P;
+      step.dh_extra_ld = P;
+    }
+    step.dc = dc_state;
+    step.dgates = dgates.template data_ptr<T>() + off * GH;
+    step.dgates_ld = GH;
+    step.dgates_hidden = dgates_hidden.template data_ptr<T>() + off * GH;
+    step.dh_prev_direct = dh_state;  // GRU: written before the GEMM below accumulates on it
+    Backend::template backward_step<Cell, T>(step, b, H);
+    Backend::template gemm<T>(false, false, b, P, GH, dgates_hidden.template data_ptr<T>() + off * GH,
+                              GH, w_hh, P, Cell::kHiddenGatesApart ? 1 : 0, dh_state, P);
+  }
+
+  // Whole-sequence products, once per call.
+  g.grad_input = dgates.mm(a.w_ih);
+  g.grad_w_ih = dgates.t().mm(a.input);
+  g.grad_w_hh = dgates_hidden.t().mm(h_prev_all);
+  g.grad_b_ih = dgates.sum(0);
+  g.grad_b_hh = Cell::kHiddenGatesApart ? dgates_hidden.sum(0) : g.grad_b_ih.clone();
+  if (projected) {
+    const at::Tensor o = workspace.narrow(1, 3 * H, H);
+    const at::Tensor c = workspace.narrow(1, 4 * H, H);
+    g.grad_w_hr = dh_all.t().mm(o * at::tanh(c));
+  }
+  return g;
+}
+
+}  // namespace fused_rnn

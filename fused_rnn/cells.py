@@ -1,0 +1,96 @@
+"""Drop-in replacements for torch.nn.LSTMCell, GRUCell and RNNCell: one time step of the
+same fused ops the sequence modules use (batch_sizes = [N], T = 1)."""
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from . import ops
+
+
+class _FusedCellBase(nn.RNNCellBase):
+    """Input and state checks shared by the three cells, with torch.nn's exceptions."""
+
+    def _batched(self, input: Tensor, hx: Sequence[Optional[Tensor]]) -> Tuple[Tensor, bool]:
+        name = type(self).__name__
+        if input.dim() not in (1, 2):
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        for k, h in enumerate(hx):
+            label = "hidden" if len(hx) == 1 else f"hx[{k}]"
+            if h is not None and h.dim() not in (1, 2):
+                raise ValueError(f"{name}: Expected {label} to be 1D or 2D, got {h.dim()}D instead")
+        is_batched = input.dim() == 2
+        if input.size(-1) != self.input_size:
+            raise RuntimeError(f"{name}: input has inconsistent input_size: got {input.size(-1)} expected {self.input_size}")
+        if input.dtype != self.weight_ih.dtype:
+            raise RuntimeError(f"{name}: input dtype ({input.dtype}) does not match weight dtype ({self.weight_ih.dtype})")
+        return (input if is_batched else input.unsqueeze(0)), is_batched
+
+    def _state(self, input: Tensor, h: Optional[Tensor], is_batched: bool, label: str) -> Tensor:
+        if h is None:
+            return torch.zeros(input.size(0), self.hidden_size, dtype=input.dtype, device=input.device)
+        h = h if is_batched else h.unsqueeze(0)
+        name = type(self).__name__
+        if h.dim() != 2 or h.size(0) != input.size(0):
+            raise RuntimeError(f"{name}: Input batch size {input.size(0)} doesn't match {label} batch size {h.size(0) if h.dim() else 0}")
+        if h.size(1) != self.hidden_size:
+            raise RuntimeError(f"{name}: {label} has inconsistent hidden_size: got {h.size(1)}, expected {self.hidden_size}")
+        if h.dtype != input.dtype or h.device != input.device:
+            raise RuntimeError(f"{name}: {label} must have the dtype and device of input ({input.dtype}, "
+                               f"{input.device}), got ({h.dtype}, {h.device})")
+        return h
+
+    def _step_sizes(self, input: Tensor) -> Tensor:
+        return torch.full((1,), input.size(0), dtype=torch.long)
+
+
+class LSTMCell(_FusedCellBase):
+    """torch.nn.LSTMCell on the fused LSTM op."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None) -> None:
+        super().__init__(input_size, hidden_size, bias, num_chunks=4, device=device, dtype=dtype)
+
+    def forward(self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor]:
+        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise RuntimeError(f"LSTMCell: hx must be a tuple (h_0, c_0) of two tensors, got {type(hx).__name__}")
+        hx = hx if hx is not None else (None, None)
+        x, is_batched = self._batched(input, hx)
+        h0 = self._state(x, hx[0], is_batched, "hidden0")
+        c0 = self._state(x, hx[1], is_batched, "hidden1")
+        _, h, c = ops.lstm_layer(x, self._step_sizes(x), h0, c0, self.weight_ih, self.weight_hh,
+                                 self.bias_ih, self.bias_hh, None, False)
+        return (h, c) if is_batched else (h.squeeze(0), c.squeeze(0))
+
+
+class GRUCell(_FusedCellBase):
+    """torch.nn.GRUCell on the fused GRU op."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None) -> None:
+        super().__init__(input_size, hidden_size, bias, num_chunks=3, device=device, dtype=dtype)
+
+    def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
+        x, is_batched = self._batched(input, [hx])
+        h0 = self._state(x, hx, is_batched, "hidden")
+        _, h = ops.gru_layer(x, self._step_sizes(x), h0, self.weight_ih, self.weight_hh, self.bias_ih,
+                             self.bias_hh, False)
+        return h if is_batched else h.squeeze(0)
+
+
+class RNNCell(_FusedCellBase):
+    """torch.nn.RNNCell (nonlinearity 'tanh' or 'relu') on the fused RNN op."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
+                 device=None, dtype=None) -> None:
+        super().__init__(input_size, hidden_size, bias, num_chunks=1, device=device, dtype=dtype)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
+        x, is_batched = self._batched(input, [hx])
+        h0 = self._state(x, hx, is_batched, "hidden")
+        if self.nonlinearity not in ("tanh", "relu"):
+            # torch.nn.RNNCell accepts any value at construction and refuses it here.
+            raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
+        _, h = ops.rnn_layer(x, self._step_sizes(x), h0, self.weight_ih, self.weight_hh, self.bias_ih,
+                             self.bias_hh, self.nonlinearity == "relu", False)
+        return h if is_batched else h.squeeze(0)

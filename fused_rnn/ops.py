@@ -1,0 +1,155 @@
+"""Typed wrappers over torch.ops.fused_rnn.*, with a fake kernel for every op (so that
+torch.compile and torch.export trace them) and the autograd formulas that wire each
+*_forward op to its *_backward op.
+
+Shapes follow csrc/shapes.h: one layer, one direction, packed rows (R, I) with a
+batch_sizes (T,) int64 CPU tensor; an unpacked (T, N, I) input is batch_sizes = [N] * T.
+"""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from . import _C  # noqa: F401  (loading the library registers the ops)
+
+_ops = torch.ops.fused_rnn
+_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+_WORKSPACE = {"lstm": 5, "gru": 4, "rnn": 1}
+
+
+# ---- fake kernels: output shapes only ---------------------------------------------
+
+
+def _fake_forward(kind, input, h0, w_ih):
+    rows, hidden = input.shape[0], w_ih.shape[0] // _GATES[kind]
+    output = input.new_empty(rows, h0.shape[1])
+    workspace = input.new_empty(rows, _WORKSPACE[kind] * hidden)
+    return output, h0.new_empty(h0.shape), workspace
+
+
+@torch.library.register_fake("fused_rnn::lstm_forward")
+def _lstm_forward_fake(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse):
+    output, h_n, workspace = _fake_forward("lstm", input, h0, w_ih)
+    return output, h_n, c0.new_empty(c0.shape), workspace
+
+
+@torch.library.register_fake("fused_rnn::gru_forward")
+def _gru_forward_fake(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse):
+    return _fake_forward("gru", input, h0, w_ih)
+
+
+@torch.library.register_fake("fused_rnn::rnn_forward")
+def _rnn_forward_fake(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse):
+    return _fake_forward("rnn", input, h0, w_ih)
+
+
+def _fake_weight_grads(input, h0, w_ih, w_hh):
+    return (input.new_empty(input.shape), h0.new_empty(h0.shape), w_ih.new_empty(w_ih.shape),
+            w_hh.new_empty(w_hh.shape), w_ih.new_empty(w_ih.shape[0]), w_ih.new_empty(w_ih.shape[0]))
+
+
+@torch.library.register_fake("fused_rnn::lstm_backward")
+def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, input, batch_sizes, h0, c0, w_ih, w_hh,
+                        w_hr, output, workspace, reverse):
+    g_input, g_h0, g_w_ih, g_w_hh, g_b_ih, g_b_hh = _fake_weight_grads(input, h0, w_ih, w_hh)
+    g_w_hr = w_hr.new_empty(w_hr.shape) if w_hr is not None else input.new_empty(0)
+    return g_input, g_h0, c0.new_empty(c0.shape), g_w_ih, g_w_hh, g_b_ih, g_b_hh, g_w_hr
+
+
+@torch.library.register_fake("fused_rnn::gru_backward")
+def _gru_backward_fake(grad_output, grad_h_n, input, batch_sizes, h0, w_ih, w_hh, output,
+                       workspace, reverse):
+    return _fake_weight_grads(input, h0, w_ih, w_hh)
+
+
+@torch.library.register_fake("fused_rnn::rnn_backward")
+def _rnn_backward_fake(grad_output, grad_h_n, input, batch_sizes, h0, w_ih, w_hh, output,
+                       workspace, relu, reverse):
+    return _fake_weight_grads(input, h0, w_ih, w_hh)
+
+
+# ---- autograd ------------------------------------------------------------------------
+
+
+def _or_zeros(grad: Optional[Tensor], like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if grad is None else grad
+
+
+def _lstm_setup_context(ctx, inputs, output):
+    input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse = inputs
+    out, h_n, c_n, workspace = output
+    ctx.mark_non_differentiable(workspace)
+    ctx.save_for_backward(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, out, workspace)
+    ctx.reverse = reverse
+
+
+def _lstm_backward(ctx, grad_out, grad_h_n, grad_c_n, _grad_workspace):
+    input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, out, workspace = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph=True: a backward that is itself differentiable
+        from .reference import lstm_layer_grads
+        return lstm_layer_grads(ctx, grad_out, grad_h_n, grad_c_n)
+    g = _ops.lstm_backward(_or_zeros(grad_out, out), _or_zeros(grad_h_n, h0), _or_zeros(grad_c_n, c0),
+                           input, batch_sizes, h0, c0, w_ih, w_hh, w_hr, out, workspace, ctx.reverse)
+    g_input, g_h0, g_c0, g_w_ih, g_w_hh, g_b_ih, g_b_hh, g_w_hr = g
+    return (g_input, None, g_h0, g_c0, g_w_ih, g_w_hh,
+            g_b_ih if b_ih is not None else None, g_b_hh if b_hh is not None else None,
+            g_w_hr if w_hr is not None else None, None)
+
+
+torch.library.register_autograd("fused_rnn::lstm_forward", _lstm_backward, setup_context=_lstm_setup_context)
+
+
+def _stateless_setup_context(ctx, inputs, output):
+    input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh = inputs[:7]
+    out, h_n, workspace = output
+    ctx.mark_non_differentiable(workspace)
+    ctx.save_for_backward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, out, workspace)
+    ctx.flags = inputs[7:]  # (reverse,) for GRU, (relu, reverse) for RNN
+
+
+def _make_stateless_backward(kind):
+    backward_op = getattr(_ops, f"{kind}_backward")
+
+    def backward(ctx, grad_out, grad_h_n, _grad_workspace):
+        input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, out, workspace = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            from .reference import stateless_layer_grads
+            return stateless_layer_grads(kind, ctx, grad_out, grad_h_n)
+        g_input, g_h0, g_w_ih, g_w_hh, g_b_ih, g_b_hh = backward_op(
+            _or_zeros(grad_out, out), _or_zeros(grad_h_n, h0), input, batch_sizes, h0, w_ih, w_hh, out,
+            workspace, *ctx.flags)
+        return (g_input, None, g_h0, g_w_ih, g_w_hh, g_b_ih if b_ih is not None else None,
+                g_b_hh if b_hh is not None else None) + (None,) * len(ctx.flags)
+
+    return backward
+
+
+for _kind in ("gru", "rnn"):
+    torch.library.register_autograd(f"fused_rnn::{_kind}_forward", _make_stateless_backward(_kind),
+                                    setup_context=_stateless_setup_context)
+
+
+# ---- typed entry points used by the modules ---------------------------------------
+
+
+def lstm_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
+               b_ih: Optional[Tensor], b_hh: Optional[Tensor], w_hr: Optional[Tensor],
+               reverse: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    """One LSTM layer in one direction: returns (output (R, P), h_n (N, P), c_n (N, H))."""
+    output, h_n, c_n, _ = _ops.lstm_forward(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse)
+    return output, h_n, c_n
+
+
+def gru_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor,
+              b_ih: Optional[Tensor], b_hh: Optional[Tensor], reverse: bool) -> Tuple[Tensor, Tensor]:
+    """One GRU layer in one direction: returns (output (R, H), h_n (N, H))."""
+    output, h_n, _ = _ops.gru_forward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse)
+    return output, h_n
+
+
+def rnn_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor,
+              b_ih: Optional[Tensor], b_hh: Optional[Tensor], relu: bool,
+              reverse: bool) -> Tuple[Tensor, Tensor]:
+    """One vanilla RNN layer (tanh, or relu) in one direction: returns (output (R, H), h_n (N, H))."""
+    output, h_n, _ = _ops.rnn_forward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse)
+    return output, h_n
