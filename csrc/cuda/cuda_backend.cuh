@@ -1,11 +1,13 @@
 #pragma once
-// The CUDA primitives of sequence_loop.h: cuBLAS GEMMs through ATen's wrappers (current
-// stream and handle, no dispatcher), one fused pointwise kernel per step, async copies.
+// The CUDA primitives of sequence_loop.h: cuBLAS GEMMs on torch's handle and current
+// stream (no dispatcher), one fused pointwise kernel per step, async copies.
 // Half and bfloat16 are stored as such; the cell math runs in float (at::opmath_type).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDABlas.h>
+#include <ATen/Context.h>
 #include <ATen/cuda/CUDAContext.h>
+#include <cublas_v2.h>
+#include <dlfcn.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime.h>
@@ -51,6 +53,59 @@ __global__ void add_rows_kernel(T* dst, const T* a, int64_t a_ld, const T* b, in
   }
 }
 
+#define FUSED_RNN_STR2(x) #x
+#define FUSED_RNN_STR(x) FUSED_RNN_STR2(x)
+
+// cublasGemmEx, looked up in the libcublas that torch has already loaded. torch's own GEMM
+// wrappers are not exported from libtorch_cuda, and linking libcublas ourselves would tie
+// the build to where a given install keeps it (toolkit lib64 or pip's nvidia/ folder).
+using CublasGemmEx = cublasStatus_t (*)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                                        const void*, const void*, cudaDataType, int, const void*, cudaDataType,
+                                        int, const void*, void*, cudaDataType, int, cublasComputeType_t,
+                                        cublasGemmAlgo_t);
+
+inline CublasGemmEx cublas_gemm_ex() {
+  static const CublasGemmEx fn = [] {
+    void* symbol = dlsym(RTLD_DEFAULT, "cublasGemmEx");
+    for (const char* lib : {"libcublas.so." FUSED_RNN_STR(CUBLAS_VER_MAJOR), "libcublas.so"}) {
+      if (symbol) break;
+      void* handle = dlopen(lib, RTLD_LAZY | RTLD_NOLOAD);
+      if (!handle) handle = dlopen(lib, RTLD_LAZY | RTLD_LOCAL);
+      if (handle) symbol = dlsym(handle, "cublasGemmEx");
+    }
+    TORCH_CHECK(symbol, "fused_rnn: cublasGemmEx was not found (libcublas.so." FUSED_RNN_STR(CUBLAS_VER_MAJOR)
+                        " is not loadable); torch's CUDA libraries should provide it");
+    return reinterpret_cast<CublasGemmEx>(symbol);
+  }();
+  return fn;
+}
+
+template <typename T>
+struct CublasTypes;
+template <>
+struct CublasTypes<float> {
+  static constexpr cudaDataType data = CUDA_R_32F;
+  static cublasComputeType_t compute() {
+    // Follow torch.backends.cuda.matmul.allow_tf32, as torch.mm does.
+    return at::globalContext().allowTF32CuBLAS() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  }
+};
+template <>
+struct CublasTypes<double> {
+  static constexpr cudaDataType data = CUDA_R_64F;
+  static cublasComputeType_t compute() { return CUBLAS_COMPUTE_64F; }
+};
+template <>
+struct CublasTypes<at::Half> {
+  static constexpr cudaDataType data = CUDA_R_16F;
+  static cublasComputeType_t compute() { return CUBLAS_COMPUTE_32F; }
+};
+template <>
+struct CublasTypes<at::BFloat16> {
+  static constexpr cudaDataType data = CUDA_R_16BF;
+  static cublasComputeType_t compute() { return CUBLAS_COMPUTE_32F; }
+};
+
 struct CudaBackend {
   struct Guard {
     explicit Guard(const at::Tensor& t) : guard(t.device()) {}
@@ -75,9 +130,16 @@ struct CudaBackend {
       }
       return;
     }
-    using opmath_t = at::opmath_type<T>;
-    at::cuda::blas::gemm<T>(trans_b ? 't' : 'n', trans_a ? 't' : 'n', N, M, K, opmath_t(1), B, ldb, A, lda,
-                            opmath_t(beta), C, ldc);
+    // Scale factors have the compute type: double for double, float otherwise.
+    using scale_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
+    const scale_t one = 1, beta_s = static_cast<scale_t>(beta);
+    const cudaDataType type = CublasTypes<T>::data;
+    const cublasStatus_t status = cublas_gemm_ex()(
+        at::cuda::getCurrentCUDABlasHandle(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+        static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &one, B, type, static_cast<int>(ldb), A, type,
+        static_cast<int>(lda), &beta_s, C, type, static_cast<int>(ldc), CublasTypes<T>::compute(), CUBLAS_GEMM_DEFAULT);
+    TORCH_CHECK(status == CUBLAS_STATUS_SUCCESS, "fused_rnn: cublasGemmEx failed with status ", static_cast<int>(status),
+                " for M=", M, " N=", N, " K=", K);
   }
 
   template <typename T>
