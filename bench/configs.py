@@ -152,11 +152,13 @@ def with_dtype(configs: Sequence[Config], dtype: str) -> List[Config]:
 # ---- cost model for the run-time estimate --------------------------------------------------
 
 # Seconds of fixed cost per time step and layer-direction (dispatch, pointwise work, Python),
-# rough figures for a CPU; the GEMM part comes from the measured peak. Only an estimate.
+# rough figures from a 2-core CPU; the GEMM part comes from the measured peak. torch.nn's
+# LSTM runs oneDNN's sequence kernel, its GRU and RNN a native loop of ATen ops per step.
 _STEP_OVERHEAD = {
-    ("fused", "forward"): 6e-6, ("fused", "fwdbwd"): 20e-6,
-    ("torch_nn", "forward"): 15e-6, ("torch_nn", "fwdbwd"): 60e-6,
-    ("cell_loop", "forward"): 40e-6, ("cell_loop", "fwdbwd"): 160e-6,
+    ("fused", "forward"): 5e-6, ("fused", "fwdbwd"): 20e-6,
+    ("torch_nn_lstm", "forward"): 10e-6, ("torch_nn_lstm", "fwdbwd"): 40e-6,
+    ("torch_nn", "forward"): 60e-6, ("torch_nn", "fwdbwd"): 250e-6,
+    ("cell_loop", "forward"): 40e-6, ("cell_loop", "fwdbwd"): 200e-6,
 }
 _GEMM_EFFICIENCY = 0.5
 
@@ -166,4 +168,7 @@ def estimate_call_seconds(cfg: Config, mode: str, peak_gflops: Optional[float]) 
     peak = (peak_gflops or 20.0) * 1e9
     gemm = mode_flops(cfg, expected_tokens(cfg), mode) / (peak * _GEMM_EFFICIENCY)
     steps = cfg.T * cfg.layers * cfg.directions
-    return {name: gemm + steps * _STEP_OVERHEAD[(name, mode)] for name in ("fused", "torch_nn", "cell_loop")}
+    overhead = {name: _STEP_OVERHEAD[(name, mode)] for name in ("fused", "torch_nn", "cell_loop")}
+    if cfg.cell == "lstm":
+        overhead["torch_nn"] = _STEP_OVERHEAD[("torch_nn_lstm", mode)]
+    return {name: gemm + steps * per_step for name, per_step in overhead.items()}

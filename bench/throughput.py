@@ -113,6 +113,19 @@ def select_configs(args: argparse.Namespace, device: torch.device):
     return name, configs.with_dtype(configs.sweep(name, args.cell), args.dtype)
 
 
+def tf32_settings() -> dict:
+    """Whether float32 GEMMs may run in TF32 (GPU): cuDNN allows it by default, cuBLAS
+    matmuls do not, so float32 comparisons on a GPU depend on these."""
+    settings = {}
+    for name, backend in (("cudnn", torch.backends.cudnn), ("matmul", torch.backends.cuda.matmul)):
+        try:
+            settings[f"{name}_allow_tf32"] = bool(backend.allow_tf32)
+            settings[f"{name}_fp32_precision"] = getattr(backend, "fp32_precision", None)
+        except (AttributeError, RuntimeError):
+            pass
+    return settings
+
+
 def load_average() -> Optional[float]:
     try:
         return round(os.getloadavg()[0], 2)
@@ -157,6 +170,7 @@ def metadata(args, argv: Sequence[str], device: torch.device, sweep_name: str, g
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda,
         "cudnn_version": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        "tf32": tf32_settings(),
         "python_version": platform.python_version(),
         "fused_rnn_version": fused_rnn.__version__,
         "git_commit": git_commit(),
@@ -164,23 +178,37 @@ def metadata(args, argv: Sequence[str], device: torch.device, sweep_name: str, g
         "cores_available": available_cores(),
         "gemm_size": gemm_size,
         "peak_gflops": {},
+        "peak_gflops_measurements": {},
         "settings": {k: getattr(args, k) for k in ("mode", "warmup", "budget", "min_repeats", "repeats",
                                                    "cell_loop", "cell_loop_max_s", "seed", "dtype")},
     }
 
 
 class Peaks:
-    """Peak GEMM GFLOP/s per dtype, measured the first time a dtype is asked for."""
+    """Peak GEMM GFLOP/s per dtype: measured the first time a dtype is asked for and again at
+    the end of the run (remeasure); the higher of the two counts, both are kept in `runs`."""
 
-    def __init__(self, device: torch.device, size: int, timer: timing.Timer, store: Dict[str, Optional[float]]):
-        self.device, self.size, self.timer, self.store = device, size, timer, store
+    def __init__(self, device: torch.device, size: int, timer: timing.Timer, store: Dict[str, Optional[float]],
+                 runs: Dict[str, list]):
+        self.device, self.size, self.timer, self.store, self.runs = device, size, timer, store, runs
+
+    def _measure(self, dtype: str, when: str) -> Optional[float]:
+        value = timing.peak_gemm_gflops(getattr(torch, dtype), self.device, self.size, self.timer)
+        self.runs.setdefault(dtype, []).append(value)
+        shown = "n/a" if value is None else f"{value:.1f} GFLOP/s"
+        say(f"peak GEMM {dtype} ({self.size}x{self.size} torch.mm, {self.device.type}, {when}): {shown}")
+        return value
 
     def __call__(self, dtype: str) -> Optional[float]:
         if dtype not in self.store:
-            self.store[dtype] = timing.peak_gemm_gflops(getattr(torch, dtype), self.device, self.size, self.timer)
-            shown = "n/a" if self.store[dtype] is None else f"{self.store[dtype]:.1f} GFLOP/s"
-            say(f"peak GEMM {dtype} ({self.size}x{self.size} torch.mm, {self.device.type}): {shown}")
+            self.store[dtype] = self._measure(dtype, "start")
         return self.store[dtype]
+
+    def remeasure(self) -> None:
+        for dtype in list(self.store):
+            if self.store[dtype] is not None:
+                again = self._measure(dtype, "end")
+                self.store[dtype] = max(self.store[dtype], again or 0.0)
 
 
 def estimate_seconds(work: Sequence[Config], modes: Sequence[str], args, peaks: Peaks) -> float:
@@ -318,7 +346,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     gemm_size = args.gemm_size or (4096 if device.type == "cuda" else 1024)
     meta = metadata(args, argv, device, sweep_name, gemm_size)
     timer = timing.Timer(device)
-    peaks = Peaks(device, gemm_size, timer, meta["peak_gflops"])
+    peaks = Peaks(device, gemm_size, timer, meta["peak_gflops"], meta["peak_gflops_measurements"])
 
     say(f"fused_rnn {fused_rnn.__version__} (git {meta['git_commit']}), torch {torch.__version__}, "
         f"device {meta['device_name']}")
@@ -350,6 +378,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         say(f"interrupted: writing the {len(rows)} rows measured so far")
     meta["elapsed_s"] = time.time() - started
     meta["load_end"] = load_average()
+    peaks.remeasure()
+    for row in rows:  # the fraction of the final peak (the higher of start and end)
+        row["peak_gflops"] = peaks.store.get(row["dtype"])
+        row["peak_fraction"] = row["gflops"] / row["peak_gflops"] if row["gflops"] and row["peak_gflops"] else None
 
     say("")
     say(report.format_table(rows))
