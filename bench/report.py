@@ -81,7 +81,8 @@ def write_markdown(path: str, meta: dict, rows: Sequence[dict], target_text: Opt
              f"- run time: {meta.get('elapsed_s', 0):.0f} s; load average (1 min) at start / end: "
              f"{meta.get('load_start', '?')} / {meta.get('load_end', '?')}", "",
              format_table(rows), ""]
-    problems = errors(rows)
+    problems = errors(rows) + [f"{f['label']}: could not be set up: {f['error']}"
+                               for f in meta.get("failed_problems", [])]
     if problems:
         lines += ["Implementations that could not run:", ""] + [f"- {p}" for p in problems] + [""]
     if target_text:

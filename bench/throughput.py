@@ -179,6 +179,7 @@ def metadata(args, argv: Sequence[str], device: torch.device, sweep_name: str, g
         "gemm_size": gemm_size,
         "peak_gflops": {},
         "peak_gflops_measurements": {},
+        "failed_problems": [],
         "settings": {k: getattr(args, k) for k in ("mode", "warmup", "budget", "min_repeats", "repeats",
                                                    "cell_loop", "cell_loop_max_s", "seed", "dtype")},
     }
@@ -315,8 +316,11 @@ def progress(k: int, total: int, row: dict, started: float, remaining_est: float
     parts = []
     for name in impls.IMPLS:
         s = row["impls"][name]
-        parts.append(f"{impls.DISPLAY[name]} " + ("error" if s.get("error") else
-                                                   f"{s['median_ms']:.3g} ms" if s.get("samples") else "-"))
+        if s.get("error"):
+            shown = "skipped" if s["error"].startswith("skipped") else "error"
+        else:
+            shown = f"{s['median_ms']:.3g} ms" if s.get("samples") else "-"
+        parts.append(f"{impls.DISPLAY[name]} {shown}")
     speed = "-" if row["speedup_nn"] is None else f"{row['speedup_nn']:.2f}x"
     return (f"[{k}/{total}] {row['label']} {row['mode']}: " + ", ".join(parts)
             + f"; speedup vs torch.nn {speed}  ({time.time() - started:.0f} s elapsed, ~{remaining_est:.0f} s left)")
@@ -368,10 +372,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out_dir = report.ensure_dir(args.out or os.path.join(REPO, "bench", "results", f"latest-{device.type}"))
     started, rows, total = time.time(), [], len(work) * len(modes)
     try:
-        for cfg in work:
-            for row in measure_config(cfg, modes, device, args, timer, peaks):
+        for index, cfg in enumerate(work):
+            try:
+                new_rows = measure_config(cfg, modes, device, args, timer, peaks)
+            except (RuntimeError, TypeError, ValueError) as error:  # e.g. out of memory building it
+                reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+                meta["failed_problems"].append({"label": cfg.label(), "config": cfg.as_dict(), "error": reason})
+                say(f"[{cfg.label()}] could not be set up: {reason}")
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            for row in new_rows:
                 rows.append(row)
-                done_frac = len(rows) / total
+                done_frac = (index + 1) / len(work)
                 left = (time.time() - started) * (1 - done_frac) / done_frac
                 say(progress(len(rows), total, row, started, left))
     except KeyboardInterrupt:
