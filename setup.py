@@ -66,7 +66,7 @@ from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtensio
 
 here = os.path.dirname(os.path.abspath(__file__))
 sources = ["csrc/fused_rnn.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
-cxx_flags = ["-O3", "-std=c++20", "-fno-math-errno", "-fno-trapping-math"]
+cxx_flags = ["-O3", "-std=c++20", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd"]
 define_macros = []
 if use_cuda:
     sources += sorted(glob.glob("csrc/cuda/*.cu"))

@@ -1,8 +1,10 @@
 #pragma once
 // The time loop of one layer in one direction, written once for every cell (cell_math.h)
 // and every device. A Backend supplies the per-step primitives:
-//   gemm<T>(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc)
-//       row-major C(M, N) = op(A) op(B) + beta * C, with beta 0 or 1
+//   prepare_weight<T>(W, rows, cols, transpose)       W (rows, cols) as GEMM operand op(W) =
+//                                                     W^T or W, prepared once per call
+//   gemm_weight<T>(M, A, lda, weight, beta, C, ldc)   row-major C(M, N) = A op(W) + beta C, beta 0/1
+//   mm(a, b)                                          a whole-sequence product, once per call
 //   copy_rows<T>(dst, dst_ld, src, src_ld, rows, cols)
 //   add_rows<T>(dst, a, a_ld, b, b_ld, rows, cols)      dst contiguous (rows, cols)
 //   forward_step<Cell, T>(ForwardStep, rows, H) / backward_step<Cell, T>(BackwardStep, rows, H)
@@ -73,9 +75,9 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
   at::Tensor bias;
   if (a.b_ih.defined()) bias = (Cell::kHiddenGatesApart || !a.b_hh.defined()) ? a.b_ih : a.b_ih + a.b_hh;
   if (bias.defined()) gates_in.copy_(bias.expand({R, GH}));
-  Backend::template gemm<T>(false, true, R, GH, I, a.input.template data_ptr<T>(), I,
-                            a.w_ih.template data_ptr<T>(), I, bias.defined() ? 1 : 0,
-                            out.workspace.template data_ptr<T>(), WH);
+  const auto w_ih = Backend::template prepare_weight<T>(a.w_ih.template data_ptr<T>(), GH, I, true);
+  Backend::template gemm_weight<T>(R, a.input.template data_ptr<T>(), I, w_ih, bias.defined() ? 1 : 0,
+                                   out.workspace.template data_ptr<T>(), WH);
 
   const int64_t N = a.h0.size(0);
   at::Tensor hidden_gates, h_unprojected;
@@ -86,8 +88,9 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
   T* output = out.output.template data_ptr<T>();
   T* h_state = out.h_n.template data_ptr<T>();
   T* c_state = Cell::kHasCellState ? out.c_n.template data_ptr<T>() : nullptr;
-  const T* w_hh = a.w_hh.template data_ptr<T>();
-  const T* w_hr = projected ? a.w_hr.template data_ptr<T>() : nullptr;
+  const auto w_hh = Backend::template prepare_weight<T>(a.w_hh.template data_ptr<T>(), GH, P, true);
+  const auto w_hr = Backend::template prepare_weight<T>(projected ? a.w_hr.template data_ptr<T>() : nullptr,
+                                                        projected ? P : 0, H, true);
   T* hidden = Cell::kHiddenGatesApart ? hidden_gates.template data_ptr<T>() : nullptr;
   T* h_pre = projected ? h_unprojected.template data_ptr<T>() : nullptr;
 
@@ -98,9 +101,9 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
     T* ws_t = ws + plan.offset[t] * WH;
     T* out_t = output + plan.offset[t] * P;
     if (Cell::kHiddenGatesApart) {
-      Backend::template gemm<T>(false, true, b, GH, P, h_state, P, w_hh, P, 0, hidden, GH);
+      Backend::template gemm_weight<T>(b, h_state, P, w_hh, 0, hidden, GH);
     } else {
-      Backend::template gemm<T>(false, true, b, GH, P, h_state, P, w_hh, P, 1, ws_t, WH);
+      Backend::template gemm_weight<T>(b, h_state, P, w_hh, 1, ws_t, WH);
     }
     ForwardStep<T> step{};
     step.ws = ws_t;
@@ -114,7 +117,7 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
     step.h_state = projected ? nullptr : h_state;
     Backend::template forward_step<Cell, T>(step, b, H);
     if (projected) {
-      Backend::template gemm<T>(false, true, b, P, H, h_pre, H, w_hr, H, 0, out_t, P);
+      Backend::template gemm_weight<T>(b, h_pre, H, w_hr, 0, out_t, P);
       Backend::template copy_rows<T>(h_state, P, out_t, P, b, P);
     }
   }
@@ -177,7 +180,9 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
   T* dh_state = g.grad_h0.template data_ptr<T>();
   T* dc_state = Cell::kHasCellState ? g.grad_c0.template data_ptr<T>() : nullptr;
   const T* grad_out = grad_output.template data_ptr<T>();
-  const T* w_hh = a.w_hh.template data_ptr<T>();
+  const auto w_hh = Backend::template prepare_weight<T>(a.w_hh.template data_ptr<T>(), GH, P, false);
+  const auto w_hr = Backend::template prepare_weight<T>(projected ? a.w_hr.template data_ptr<T>() : nullptr,
+                                                        projected ? P : 0, H, false);
 
   for (int64_t s = plan.steps() - 1; s >= 0; --s) {
     const int64_t t = plan.time_of(s);
@@ -192,8 +197,7 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
     if (projected) {
       T* dh_t = dh_all.template data_ptr<T>() + off * P;
       Backend::template add_rows<T>(dh_t, dh_state, P, grad_out + off * P, P, b, P);
-      Backend::template gemm<T>(false, false, b, H, P, dh_t, P, a.w_hr.template data_ptr<T>(), H,
-                                0, dh_unprojected.template data_ptr<T>(), H);
+      Backend::template gemm_weight<T>(b, dh_t, P, w_hr, 0, dh_unprojected.template data_ptr<T>(), H);
       step.dh = dh_unprojected.template data_ptr<T>();
       step.dh_ld = H;
     } else {
@@ -208,20 +212,20 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
     step.dgates_hidden = dgates_hidden.template data_ptr<T>() + off * GH;
     step.dh_prev_direct = dh_state;  // GRU: written before the GEMM below accumulates on it
     Backend::template backward_step<Cell, T>(step, b, H);
-    Backend::template gemm<T>(false, false, b, P, GH, dgates_hidden.template data_ptr<T>() + off * GH,
-                              GH, w_hh, P, Cell::kHiddenGatesApart ? 1 : 0, dh_state, P);
+    Backend::template gemm_weight<T>(b, dgates_hidden.template data_ptr<T>() + off * GH, GH, w_hh,
+                                     Cell::kHiddenGatesApart ? 1 : 0, dh_state, P);
   }
 
   // Whole-sequence products, once per call.
-  g.grad_input = dgates.mm(a.w_ih);
-  g.grad_w_ih = dgates.t().mm(a.input);
-  g.grad_w_hh = dgates_hidden.t().mm(h_prev_all);
+  g.grad_input = Backend::mm(dgates, a.w_ih);
+  g.grad_w_ih = Backend::mm(dgates.t(), a.input);
+  g.grad_w_hh = Backend::mm(dgates_hidden.t(), h_prev_all);
   g.grad_b_ih = dgates.sum(0);
   g.grad_b_hh = Cell::kHiddenGatesApart ? dgates_hidden.sum(0) : g.grad_b_ih.clone();
   if (projected) {
     const at::Tensor o = workspace.narrow(1, 3 * H, H);
     const at::Tensor c = workspace.narrow(1, 4 * H, H);
-    g.grad_w_hr = dh_all.t().mm(o * at::tanh(c));
+    g.grad_w_hr = Backend::mm(dh_all.t(), o * at::tanh(c));
   }
   return g;
 }

@@ -1,12 +1,15 @@
 #pragma once
-// The CPU primitives of sequence_loop.h. GEMMs go straight to the BLAS that libtorch_cpu
-// exports (MKL on x86 wheels) instead of at::mm: a dispatcher round trip per step costs
-// more than the whole GEMM at small batch.
+// The CPU primitives of sequence_loop.h. No GEMM in the time loop goes through the
+// dispatcher: float32 on AVX-512 CPUs uses the packed-weight kernel of sgemm_avx512.h,
+// everything else the BLAS that libtorch_cpu exports (MKL on x86 wheels).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+
 #include <cstring>
+#include <type_traits>
 
 #include "../cell_math.h"
+#include "sgemm_avx512.h"
 
 extern "C" {
 void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
@@ -31,7 +34,43 @@ inline void blas_gemm(const char* ta, const char* tb, const int* m, const int* n
 }
 
 // Pointwise steps smaller than this run on one thread: a parallel region costs more.
-constexpr int64_t kParallelGrain = 16384;
+constexpr int64_t kParallelGrain = 32768;
+
+#define FUSED_RNN_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,fma")))
+
+// One pointwise step over rows [r0, r1). `omp simd` states what the compiler cannot prove:
+// the hidden units j of a row are independent (in-place updates touch only element j).
+#define FUSED_RNN_ROWS_LOOP(METHOD)                                              \
+  for (int64_t r = r0; r < r1; ++r) {                                            \
+    _Pragma("omp simd") for (int64_t j = 0; j < H; ++j) Cell::template METHOD<T>(s, r, j, H); \
+  }
+
+template <class Cell, typename T, typename Step>
+FUSED_RNN_TARGET_AVX512 void forward_rows_avx512(const Step& s, int64_t r0, int64_t r1, int64_t H) {
+  FUSED_RNN_ROWS_LOOP(forward)
+}
+template <class Cell, typename T, typename Step>
+void forward_rows_generic(const Step& s, int64_t r0, int64_t r1, int64_t H) {
+  FUSED_RNN_ROWS_LOOP(forward)
+}
+template <class Cell, typename T, typename Step>
+FUSED_RNN_TARGET_AVX512 void backward_rows_avx512(const Step& s, int64_t r0, int64_t r1, int64_t H) {
+  FUSED_RNN_ROWS_LOOP(backward)
+}
+template <class Cell, typename T, typename Step>
+void backward_rows_generic(const Step& s, int64_t r0, int64_t r1, int64_t H) {
+  FUSED_RNN_ROWS_LOOP(backward)
+}
+
+// A weight matrix W (rows, cols), row-major, prepared once per op call as the right-hand
+// GEMM operand op(W) = W^T (transpose) or W of every time step.
+template <typename T>
+struct CpuWeight {
+  const T* data;
+  int64_t rows, cols;
+  bool transpose;
+  avx512::PackedMatrix packed;  // used when packed.storage is defined
+};
 
 struct CpuBackend {
   struct Guard {
@@ -67,6 +106,43 @@ struct CpuBackend {
   }
 
   template <typename T>
+  static CpuWeight<T> prepare_weight(const T* w, int64_t rows, int64_t cols, bool transpose) {
+    CpuWeight<T> weight{w, rows, cols, transpose, {}};
+    if constexpr (std::is_same_v<T, float>) {
+      if (avx512::available()) {
+        weight.packed = transpose ? avx512::pack(w, 1, cols, cols, rows) : avx512::pack(w, cols, 1, rows, cols);
+      }
+    }
+    return weight;
+  }
+
+  // C(M, N) = A(M, K) op(W) + beta C.
+  template <typename T>
+  static void gemm_weight(int64_t M, const T* A, int64_t lda, const CpuWeight<T>& w, int beta, T* C, int64_t ldc) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (w.packed.storage.defined()) {
+        avx512::gemm(M, {A, lda, 1}, w.packed, beta != 0, C, ldc);
+        return;
+      }
+    }
+    const int64_t N = w.transpose ? w.rows : w.cols, K = w.transpose ? w.cols : w.rows;
+    gemm<T>(false, w.transpose, M, N, K, A, lda, w.data, w.cols, beta, C, ldc);
+  }
+
+  // Whole-sequence product a @ b (once per op call; a may be a transposed view).
+  static at::Tensor mm(const at::Tensor& a, const at::Tensor& b) {
+    if (a.scalar_type() == at::kFloat && avx512::available() && (a.stride(0) == 1 || a.stride(1) == 1)) {
+      at::Tensor c = at::empty({a.size(0), b.size(1)}, a.options());
+      const avx512::PackedMatrix packed =
+          avx512::pack(b.data_ptr<float>(), b.stride(0), b.stride(1), b.size(0), b.size(1));
+      avx512::gemm(a.size(0), {a.data_ptr<float>(), a.stride(0), a.stride(1)}, packed, false, c.data_ptr<float>(),
+                   c.size(1));
+      return c;
+    }
+    return a.mm(b);
+  }
+
+  template <typename T>
   static void copy_rows(T* dst, int64_t dst_ld, const T* src, int64_t src_ld, int64_t rows, int64_t cols) {
     for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * dst_ld, src + r * src_ld, cols * sizeof(T));
   }
@@ -78,30 +154,29 @@ struct CpuBackend {
     }
   }
 
-  // Runs body(r) for every row, split over threads only when the step is large.
-  template <class Body>
-  static void for_rows(int64_t rows, int64_t H, Body&& body) {
+  // Runs rows(r0, r1) over all rows, split over threads only when the step is large.
+  template <class Rows>
+  static void for_rows(int64_t rows, int64_t H, Rows&& body) {
     if (rows * H < kParallelGrain || rows == 1) {
-      for (int64_t r = 0; r < rows; ++r) body(r);
+      body(0, rows);
       return;
     }
-    const int64_t grain = std::max<int64_t>(1, kParallelGrain / H);
-    at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) body(r);
-    });
+    at::parallel_for(0, rows, std::max<int64_t>(1, kParallelGrain / H), body);
   }
 
   template <class Cell, typename T>
   static void forward_step(const ForwardStep<T>& s, int64_t rows, int64_t H) {
-    for_rows(rows, H, [&](int64_t r) {
-      for (int64_t j = 0; j < H; ++j) Cell::template forward<T>(s, r, j, H);
+    const bool wide = avx512::available();
+    for_rows(rows, H, [&](int64_t r0, int64_t r1) {
+      wide ? forward_rows_avx512<Cell, T>(s, r0, r1, H) : forward_rows_generic<Cell, T>(s, r0, r1, H);
     });
   }
 
   template <class Cell, typename T>
   static void backward_step(const BackwardStep<T>& s, int64_t rows, int64_t H) {
-    for_rows(rows, H, [&](int64_t r) {
-      for (int64_t j = 0; j < H; ++j) Cell::template backward<T>(s, r, j, H);
+    const bool wide = avx512::available();
+    for_rows(rows, H, [&](int64_t r0, int64_t r1) {
+      wide ? backward_rows_avx512<Cell, T>(s, r0, r1, H) : backward_rows_generic<Cell, T>(s, r0, r1, H);
     });
   }
 };

@@ -142,6 +142,28 @@ struct CudaBackend {
                 " for M=", M, " N=", N, " K=", K);
   }
 
+  // On the GPU a prepared weight is just the matrix: cuBLAS reads it in place.
+  template <typename T>
+  struct Weight {
+    const T* data;
+    int64_t rows, cols;
+    bool transpose;
+  };
+
+  template <typename T>
+  static Weight<T> prepare_weight(const T* w, int64_t rows, int64_t cols, bool transpose) {
+    return {w, rows, cols, transpose};
+  }
+
+  // C(M, N) = A(M, K) op(W) + beta C.
+  template <typename T>
+  static void gemm_weight(int64_t M, const T* A, int64_t lda, const Weight<T>& w, int beta, T* C, int64_t ldc) {
+    const int64_t N = w.transpose ? w.rows : w.cols, K = w.transpose ? w.cols : w.rows;
+    gemm<T>(false, w.transpose, M, N, K, A, lda, w.data, w.cols, beta, C, ldc);
+  }
+
+  static at::Tensor mm(const at::Tensor& a, const at::Tensor& b) { return a.mm(b); }
+
   template <typename T>
   static void copy_rows(T* dst, int64_t dst_ld, const T* src, int64_t src_ld, int64_t rows, int64_t cols) {
     if (rows == 0 || cols == 0) return;

@@ -1,0 +1,149 @@
+// AVX-512 float32 GEMM (see sgemm_avx512.h). Register blocking: a micro-tile of up to
+// kRows rows by 32 columns lives in 2*kRows zmm accumulators; per k it loads two vectors
+// of the packed B panel and broadcasts one A value per row.
+#include "sgemm_avx512.h"
+
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <utility>
+
+namespace fused_rnn {
+namespace avx512 {
+namespace {
+
+constexpr int kRows = 12;           // rows per micro-tile: 24 accumulators + 2 B registers
+constexpr int64_t kRowChunk = 192;  // rows of A kept hot in L2 while sweeping all panels
+constexpr int64_t kDepthBlock = 128;  // k per pass: the (kDepthBlock, 32) panel slice stays in L1
+constexpr int64_t kParallelFlops = int64_t(1) << 21;  // below this a GEMM stays on one thread
+
+#define FUSED_RNN_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,fma")))
+
+constexpr int kVectors = static_cast<int>(kPanel / 16);
+
+template <int R, bool kColumnMajorA>
+FUSED_RNN_AVX512 void micro_tile(int64_t K, const float* a, int64_t lda, const float* panel, float* c,
+                                 int64_t ldc, int columns, bool accumulate) {
+  __m512 acc[R][kVectors];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    __m512 b[kVectors];
+#pragma GCC unroll 4
+    for (int v = 0; v < kVectors; ++v) b[v] = _mm512_load_ps(panel + k * kPanel + 16 * v);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m512 av = _mm512_set1_ps(kColumnMajorA ? a[k * lda + r] : a[r * lda + k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_fmadd_ps(av, b[v], acc[r][v]);
+    }
+  }
+  __mmask16 mask[kVectors];
+#pragma GCC unroll 4
+  for (int v = 0; v < kVectors; ++v) {
+    const int left = columns - 16 * v;
+    mask[v] = left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    float* cr = c + r * ldc;
+#pragma GCC unroll 4
+    for (int v = 0; v < kVectors; ++v) {
+      if (accumulate) acc[r][v] = _mm512_add_ps(acc[r][v], _mm512_maskz_loadu_ps(mask[v], cr + 16 * v));
+      _mm512_mask_storeu_ps(cr + 16 * v, mask[v], acc[r][v]);
+    }
+  }
+}
+
+using MicroTile = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, int, bool);
+
+template <bool kColumnMajorA, int... Rs>
+constexpr std::array<MicroTile, sizeof...(Rs)> make_tiles(std::integer_sequence<int, Rs...>) {
+  return {&micro_tile<Rs + 1, kColumnMajorA>...};
+}
+
+// Rows [m0, m1) of C against panel p.
+void rows_times_panel(int64_t m0, int64_t m1, const MatrixView& A, const PackedMatrix& B, int64_t p,
+                      bool accumulate, float* C, int64_t ldc) {
+  static const auto row_major = make_tiles<false>(std::make_integer_sequence<int, kRows>{});
+  static const auto column_major = make_tiles<true>(std::make_integer_sequence<int, kRows>{});
+  const bool column_a = A.row_stride == 1 && A.col_stride != 1;
+  const int64_t lda = column_a ? A.col_stride : A.row_stride;
+  const int columns = static_cast<int>(std::min<int64_t>(kPanel, B.N - p * kPanel));
+  // Rows are split into near-equal tiles: 64 rows run as 11+11+11+11+10+10, not 12*5+4.
+  const int64_t tiles = (m1 - m0 + kRows - 1) / kRows;
+  for (int64_t k0 = 0; k0 < B.K; k0 += kDepthBlock) {
+    const int64_t depth = std::min<int64_t>(kDepthBlock, B.K - k0);
+    const float* panel = B.panel(p) + k0 * kPanel;
+    int64_t m = m0;
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int rows = static_cast<int>((m1 - m) / (tiles - t));
+      const float* a = A.data + m * A.row_stride + k0 * A.col_stride;
+      float* c = C + m * ldc + p * kPanel;
+      (column_a ? column_major : row_major)[rows - 1](depth, a, lda, panel, c, ldc, columns, accumulate || k0 > 0);
+      m += rows;
+    }
+  }
+}
+
+}  // namespace
+
+bool available() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                         __builtin_cpu_supports("avx512vl");
+  return ok;
+}
+
+PackedMatrix pack(const float* data, int64_t k_stride, int64_t n_stride, int64_t K, int64_t N) {
+  PackedMatrix packed;
+  packed.K = K;
+  packed.N = N;
+  const int64_t panels = (N + kPanel - 1) / kPanel;
+  packed.storage = at::empty({std::max<int64_t>(panels * K * kPanel, 1)}, at::kFloat);
+  float* out = packed.storage.data_ptr<float>();
+  at::parallel_for(0, panels, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t n0 = p * kPanel, width = std::min<int64_t>(kPanel, N - n0);
+      float* dst = out + p * K * kPanel;
+      for (int64_t k = 0; k < K; ++k) {
+        int64_t j = 0;
+        for (; j < width; ++j) dst[k * kPanel + j] = data[k * k_stride + (n0 + j) * n_stride];
+        for (; j < kPanel; ++j) dst[k * kPanel + j] = 0.0f;
+      }
+    }
+  });
+  return packed;
+}
+
+void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate, float* C, int64_t ldc) {
+  if (M == 0 || B.N == 0) return;
+  if (B.K == 0) {
+    if (!accumulate) {
+      for (int64_t m = 0; m < M; ++m) std::fill(C + m * ldc, C + m * ldc + B.N, 0.0f);
+    }
+    return;
+  }
+  const int64_t chunks = (M + kRowChunk - 1) / kRowChunk;
+  const int64_t panels = B.panels();
+  const int64_t tiles = chunks * panels;
+  auto run = [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t chunk = t / panels, p = t - chunk * panels;
+      rows_times_panel(chunk * kRowChunk, std::min(M, (chunk + 1) * kRowChunk), A, B, p, accumulate, C, ldc);
+    }
+  };
+  const int64_t flops = 2 * M * B.N * B.K;
+  if (flops < kParallelFlops || tiles == 1) {
+    run(0, tiles);
+  } else {
+    at::parallel_for(0, tiles, 1, run);
+  }
+}
+
+}  // namespace avx512
+}  // namespace fused_rnn

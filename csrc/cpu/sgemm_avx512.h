@@ -1,0 +1,40 @@
+#pragma once
+// A float32 GEMM for AVX-512 CPUs, for the shapes of an RNN: C(M, N) (+)= A(M, K) B(K, N)
+// with B packed once into 32-column panels and reused across all time steps.
+//
+// Why not the BLAS libtorch exports: on AMD CPUs MKL runs its AVX2 path, about half the
+// throughput oneDNN (torch.nn.LSTM's CPU backend) reaches on the same machine, and oneDNN's
+// own GEMM is not exported. See bench/README.md for the measurements.
+#include <ATen/ATen.h>
+#include <cstdint>
+
+namespace fused_rnn {
+namespace avx512 {
+
+constexpr int64_t kPanel = 32;  // columns per packed panel: two 16-float registers
+
+// True when the CPU runs AVX-512F and the kernels below may be used.
+bool available();
+
+// B(k, n) = data[k * k_stride + n * n_stride], packed as panels of (K, kPanel) floats,
+// zero-padded past N.
+struct PackedMatrix {
+  at::Tensor storage;
+  int64_t K = 0, N = 0;
+  const float* panel(int64_t p) const { return storage.data_ptr<float>() + p * K * kPanel; }
+  int64_t panels() const { return (N + kPanel - 1) / kPanel; }
+};
+PackedMatrix pack(const float* data, int64_t k_stride, int64_t n_stride, int64_t K, int64_t N);
+
+// A(m, k) = a[m * row_stride + k * col_stride]; either stride is 1 (row- or column-major).
+struct MatrixView {
+  const float* data;
+  int64_t row_stride, col_stride;
+};
+
+// C = A B (accumulate false) or C += A B (true); C row-major with leading dimension ldc.
+// Splits the work over threads when it is large enough to pay for a parallel region.
+void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate, float* C, int64_t ldc);
+
+}  // namespace avx512
+}  // namespace fused_rnn
