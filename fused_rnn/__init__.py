@@ -16,5 +16,6 @@ except ImportError as error:  # missing, or built against another torch
 from . import ops  # noqa: E402,F401
 from .cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .modules import GRU, LSTM, RNN  # noqa: E402
+from .convert import convert, to_torch  # noqa: E402
 
-__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "ops"]
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "convert", "to_torch", "ops"]
