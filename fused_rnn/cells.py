@@ -30,10 +30,14 @@ class _FusedCellBase(nn.RNNCellBase):
     def _state(self, input: Tensor, h: Optional[Tensor], is_batched: bool, label: str) -> Tensor:
         if h is None:
             return torch.zeros(input.size(0), self.hidden_size, dtype=input.dtype, device=input.device)
-        h = h if is_batched else h.unsqueeze(0)
         name = type(self).__name__
-        if h.dim() != 2 or h.size(0) != input.size(0):
-            raise RuntimeError(f"{name}: Input batch size {input.size(0)} doesn't match {label} batch size {h.size(0) if h.dim() else 0}")
+        if h.dim() != (2 if is_batched else 1):
+            kind = "batched 2-D" if is_batched else "unbatched 1-D"
+            raise RuntimeError(f"{name}: for {kind} input, {label} must be {'2' if is_batched else '1'}-D too, "
+                               f"got {h.dim()}-D of shape {tuple(h.shape)}")
+        h = h if is_batched else h.unsqueeze(0)
+        if h.size(0) != input.size(0):
+            raise RuntimeError(f"{name}: Input batch size {input.size(0)} doesn't match {label} batch size {h.size(0)}")
         if h.size(1) != self.hidden_size:
             raise RuntimeError(f"{name}: {label} has inconsistent hidden_size: got {h.size(1)}, expected {self.hidden_size}")
         if h.dtype != input.dtype or h.device != input.device:
@@ -52,8 +56,11 @@ class LSTMCell(_FusedCellBase):
         super().__init__(input_size, hidden_size, bias, num_chunks=4, device=device, dtype=dtype)
 
     def forward(self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor]:
-        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
-            raise RuntimeError(f"LSTMCell: hx must be a tuple (h_0, c_0) of two tensors, got {type(hx).__name__}")
+        # torch.nn: TypeError for a non-sequence hx, RuntimeError for the wrong count.
+        if hx is not None and not isinstance(hx, (tuple, list)):
+            raise TypeError(f"LSTMCell: hx must be a tuple (h_0, c_0) of two tensors, got {type(hx).__name__}")
+        if hx is not None and len(hx) != 2:
+            raise RuntimeError(f"LSTMCell: hx must be a tuple (h_0, c_0) of two tensors, got {len(hx)} items")
         hx = hx if hx is not None else (None, None)
         x, is_batched = self._batched(input, hx)
         h0 = self._state(x, hx[0], is_batched, "hidden0")

@@ -1,0 +1,167 @@
+"""The CUDA kernels: parity with torch.nn (cuDNN) in float64 and float32, float16/bfloat16
+error no worse than torch.nn's own, gradcheck, opcheck, and device errors. Skipped where
+no GPU is visible."""
+import pytest
+import torch
+from torch.autograd import gradcheck
+from torch.library import opcheck
+
+from helpers import (CELLS, MODES, OP_CASE_IDS, OP_CASES, assert_close, assert_low_precision_parity,
+                     assert_parity, backward_args, cell_case, expect_same_error, layer_args, make_pair,
+                     op_kind, output_tensors, params, randn, sequence_case)
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+
+F32 = torch.float32
+CUDA = "cuda"
+
+
+@pytest.fixture(autouse=True)
+def _full_precision_float32():
+    """TF32 would make float32 GEMMs (cuDNN's and cuBLAS's) accurate to ~1e-3 only."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+SEQUENCE_CONFIGS = [
+    dict(),
+    dict(layers=2, bidirectional=True, hx=False),
+    dict(layers=3, batch_first=True, bias=False),
+    dict(unbatched=True, layers=2, bidirectional=True),
+    dict(lengths=[5, 3, 2], layers=2, bidirectional=True),
+    dict(lengths=[2, 5, 1, 4], N=4, enforce_sorted=False, batch_first=True, layers=2, bidirectional=True),
+    dict(T=1, N=1),
+    dict(T=50, N=2, bidirectional=True),
+    dict(dtype=F32),
+    dict(dtype=F32, layers=2, bidirectional=True, batch_first=True),
+    dict(dtype=F32, lengths=[4, 5, 2], enforce_sorted=False, bidirectional=True, layers=2),
+    dict(dtype=F32, T=50, N=2, layers=2),
+    dict(dtype=F32, T=20, N=64, I=32, H=128, layers=2),
+]
+PROJECTED = [
+    dict(proj_size=3, layers=2, bidirectional=True),
+    dict(proj_size=2, lengths=[2, 5, 4], enforce_sorted=False, layers=2, bidirectional=True, hx=False),
+    dict(proj_size=3, dtype=F32, layers=2, bidirectional=True, batch_first=True),
+    dict(proj_size=3, dtype=F32, lengths=[5, 1, 3], enforce_sorted=False),
+]
+CELL_CONFIGS = [dict(), dict(hx=False, batched=False), dict(bias=False), dict(dtype=F32), dict(dtype=F32, N=64, H=128)]
+
+
+@pytest.mark.parametrize("kind, config", params(MODES, SEQUENCE_CONFIGS) + params(["LSTM"], PROJECTED))
+def test_cuda_parity(kind, config):
+    assert_parity(*sequence_case(kind, device=CUDA, **config))
+
+
+@pytest.mark.parametrize("kind", MODES)
+def test_cuda_zero_batch(kind):
+    """N = 0, against torch.nn's native CUDA loop (cuDNN is not asked for empty batches)."""
+    with torch.backends.cudnn.flags(enabled=False):
+        assert_parity(*sequence_case(kind, device=CUDA, N=0, layers=2, bidirectional=True))
+
+
+@pytest.mark.parametrize("kind, config", params(CELLS, CELL_CONFIGS))
+def test_cuda_cell_parity(kind, config):
+    assert_parity(*cell_case(kind, device=CUDA, **config))
+
+
+@pytest.mark.parametrize("kind", MODES)
+def test_cuda_matches_cpu(kind):
+    """The same module on the two devices: the CUDA kernels agree with the CPU ones."""
+    _, cpu_fused, leaves, make_args = sequence_case(kind, layers=2, bidirectional=True, lengths=[5, 2, 4],
+                                                    enforce_sorted=False)
+    cuda_fused = sequence_case(kind, layers=2, bidirectional=True, device=CUDA)[1]
+    with torch.no_grad():
+        cpu = output_tensors(cpu_fused(*make_args(*leaves)))
+        gpu = output_tensors(cuda_fused(*make_args(*[t.to(CUDA) for t in leaves])))
+    for k, (a, e) in enumerate(zip(gpu, cpu)):
+        assert_close(a.cpu(), e, what=f"output {k}")
+
+
+LOW_PRECISION = [
+    dict(layers=2, bidirectional=True),
+    dict(lengths=[7, 3, 5, 1], N=4, T=7, enforce_sorted=False, bidirectional=True),
+    dict(T=50, N=8, I=16, H=32, batch_first=True),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("kind, config", params(MODES, LOW_PRECISION)
+                         + params(["LSTM"], [dict(proj_size=3, layers=2, bidirectional=True)]))
+def test_cuda_low_precision(kind, config, dtype):
+    case = sequence_case(kind, device=CUDA, dtype=dtype, **config)
+    _require_torch_nn_support(case, dtype)
+    assert_low_precision_parity(*case)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("kind", CELLS)
+def test_cuda_cell_low_precision(kind, dtype):
+    case = cell_case(kind, device=CUDA, dtype=dtype, N=16, I=16, H=32)
+    _require_torch_nn_support(case, dtype)
+    assert_low_precision_parity(*case)
+
+
+def _require_torch_nn_support(case, dtype):
+    """The comparison needs torch.nn's own error in `dtype`; skip where torch.nn itself
+    has no kernel for it on this GPU."""
+    ref, _, leaves, make_args = case
+    try:
+        ref(*make_args(*leaves))
+    except RuntimeError as error:  # e.g. no cuDNN bfloat16 RNN on this build
+        pytest.skip(f"torch.nn has no {dtype} kernel here: {error}")
+
+
+@pytest.mark.parametrize("kind", MODES)
+def test_cuda_gradcheck(kind):
+    _, fused, leaves, make_args = sequence_case(kind, device=CUDA, layers=2, bidirectional=True,
+                                                lengths=[3, 1, 2], enforce_sorted=False, T=3, N=3, I=3, H=3)
+    names = [n for n, _ in fused.named_parameters()]
+    count = len(leaves)
+
+    def f(*tensors):
+        out = torch.func.functional_call(fused, dict(zip(names, tensors[count:])), make_args(*tensors[:count]))
+        return tuple(output_tensors(out))
+
+    inputs = [t.detach().clone().requires_grad_() for t in list(leaves) + list(fused.parameters())]
+    assert gradcheck(f, tuple(inputs))
+
+
+@pytest.mark.parametrize("kind, batches, bias, proj, reverse", OP_CASES, ids=OP_CASE_IDS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_cuda_opcheck(kind, batches, bias, proj, reverse, dtype):
+    args = layer_args(kind, batches, bias=bias, proj=proj, reverse=reverse, dtype=dtype, device=CUDA)
+    # numeric comparisons of opcheck (eager vs AOT) at the storage precision
+    tol = {} if dtype != torch.float16 else dict(atol=1e-2, rtol=1e-2)
+    opcheck(getattr(torch.ops.fused_rnn, f"{op_kind(kind)}_forward").default, args, **tol)
+    plain = layer_args(kind, batches, bias=bias, proj=proj, reverse=reverse, dtype=dtype, device=CUDA,
+                       requires_grad=False)
+    opcheck(getattr(torch.ops.fused_rnn, f"{op_kind(kind)}_backward").default, backward_args(kind, plain), **tol)
+
+
+@pytest.mark.parametrize("kind", MODES)
+def test_cuda_state_on_other_device(kind):
+    ref, fused = make_pair(kind, 4, 5, device=CUDA)
+    x = randn(3, 2, 4, device=CUDA)
+    h = randn(1, 2, 5)  # on the CPU
+    hx = (h, h) if kind == "LSTM" else h
+    expect_same_error(lambda: ref(x, hx), lambda: fused(x, hx), "device", "cpu", "cuda")
+
+
+@pytest.mark.parametrize("kind", MODES)
+def test_cuda_input_on_other_device_than_weights(kind):
+    ref, fused = make_pair(kind, 4, 5, device=CUDA)
+    x = randn(3, 2, 4)  # on the CPU
+    expect_same_error(lambda: ref(x), lambda: fused(x), "device", "cpu", "cuda")
+
+
+@pytest.mark.parametrize("kind", MODES)
+def test_cuda_compile_fullgraph(kind):
+    _, fused = make_pair(kind, 4, 5, num_layers=2, bidirectional=True, device=CUDA, dtype=F32)
+    x = randn(6, 3, 4, device=CUDA, dtype=F32)
+    torch._dynamo.reset()
+    compiled = torch.compile(fused, backend="aot_eager", fullgraph=True)
+    for a, e in zip(output_tensors(compiled(x)), output_tensors(fused(x))):
+        assert_close(a, e, what="compiled output")

@@ -1,0 +1,122 @@
+"""fused_rnn.LSTM / GRU / RNN against torch.nn with identical weights: outputs, final
+states, packed-sequence metadata and the gradients of input, states and every parameter.
+A pruned grid: each config exercises a few features at once, over all four cell kinds."""
+import pytest
+import torch
+
+from helpers import MODES, assert_close, assert_low_precision_parity, assert_parity, params, randn, sequence_case
+
+F32 = torch.float32
+
+COMMON = [
+    dict(),
+    dict(hx=False),
+    dict(layers=2, bidirectional=True),
+    dict(layers=3, batch_first=True, hx=False),
+    dict(layers=3, bidirectional=True, batch_first=True),
+    dict(layers=2, bidirectional=True, bias=False, hx=False),
+    dict(bias=False, batch_first=True),
+    dict(unbatched=True),
+    dict(unbatched=True, layers=2, bidirectional=True, batch_first=True, hx=False),
+    # packed, lengths sorted (enforce_sorted=True) and not
+    dict(lengths=[5, 3, 2], layers=2, bidirectional=True),
+    dict(lengths=[5, 5, 1], hx=False),
+    dict(lengths=[2, 5, 1, 4], N=4, enforce_sorted=False, batch_first=True, layers=2),
+    dict(lengths=[3, 5, 3], enforce_sorted=False, bidirectional=True, hx=False, bias=False),
+    dict(lengths=[4], N=1, enforce_sorted=False, layers=2, bidirectional=True),
+    dict(lengths=[50, 17, 33, 1], T=50, N=4, enforce_sorted=False, bidirectional=True),
+    # sequence length 1, long sequences, batch 1, empty batch
+    dict(T=1, N=1),
+    dict(T=1, layers=2, bidirectional=True, hx=False),
+    dict(T=50, N=2, bidirectional=True),
+    dict(N=1, layers=2, batch_first=True),
+    dict(N=0, layers=2, bidirectional=True),
+    dict(N=0, hx=False, batch_first=True),
+    # float32
+    dict(dtype=F32),
+    dict(dtype=F32, layers=2, bidirectional=True, batch_first=True),
+    dict(dtype=F32, lengths=[4, 5, 2], enforce_sorted=False, bidirectional=True, layers=2),
+    dict(dtype=F32, T=50, N=2, layers=2),
+    dict(dtype=F32, unbatched=True, hx=False, bias=False),
+    # rows * hidden above the CPU kernels' parallel grain: the multi-threaded pointwise path
+    dict(dtype=F32, T=3, N=160, I=8, H=256),
+]
+
+PROJECTED = [
+    dict(proj_size=3),
+    dict(proj_size=2, layers=2, bidirectional=True, hx=False),
+    dict(proj_size=3, layers=3, batch_first=True, bias=False),
+    dict(proj_size=3, lengths=[2, 5, 4], enforce_sorted=False, layers=2, bidirectional=True, batch_first=True),
+    dict(proj_size=1, lengths=[5, 3, 3], hx=False),
+    dict(proj_size=4, unbatched=True, layers=2),
+    dict(proj_size=3, T=50, N=2, bidirectional=True),
+    dict(proj_size=2, T=1, N=1, layers=2),
+    dict(proj_size=2, N=0, layers=2),
+    dict(proj_size=3, dtype=F32, layers=2, bidirectional=True),
+    dict(proj_size=3, dtype=F32, lengths=[5, 1, 3], enforce_sorted=False),
+]
+
+
+@pytest.mark.parametrize("kind, config", params(MODES, COMMON) + params(["LSTM"], PROJECTED))
+def test_parity(kind, config):
+    assert_parity(*sequence_case(kind, **config))
+
+
+@pytest.mark.parametrize("kind", MODES)
+@pytest.mark.parametrize("enforce_sorted", [True, False])
+def test_packed_output_is_packed_like_torch(kind, enforce_sorted):
+    """The output of a PackedSequence input is a PackedSequence; it unpacks to the same
+    padded tensor and lengths as torch.nn's, and h_n follows the caller's batch order."""
+    from torch.nn.utils.rnn import pad_packed_sequence
+
+    lengths = [5, 4, 2] if enforce_sorted else [2, 5, 4]
+    ref, fused, leaves, make_args = sequence_case(kind, lengths=lengths, enforce_sorted=enforce_sorted,
+                                                  bidirectional=True)
+    with torch.no_grad():
+        expected, ref_state = ref(*make_args(*leaves))
+        actual, state = fused(*make_args(*leaves))
+    padded, out_lengths = pad_packed_sequence(actual)
+    ref_padded, ref_lengths = pad_packed_sequence(expected)
+    assert torch.equal(out_lengths, ref_lengths)
+    assert torch.equal(out_lengths, torch.tensor(lengths))
+    torch.testing.assert_close(padded, ref_padded, rtol=0, atol=1e-10)
+    # padded positions are exactly zero, as in torch.nn
+    for b, length in enumerate(lengths):
+        assert padded[length:, b].abs().sum().item() == 0
+    # the final state of sequence b is its output at its last step (forward direction)
+    h_n = state[0] if kind == "LSTM" else state
+    H = h_n.shape[-1]
+    for b, length in enumerate(lengths):
+        torch.testing.assert_close(h_n[0, b], padded[length - 1, b, :H], rtol=0, atol=0)
+        torch.testing.assert_close(h_n[1, b], padded[0, b, H:], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("frozen", ["weights", "input-and-state"])
+@pytest.mark.parametrize("kind", MODES)
+def test_partial_requires_grad(kind, frozen):
+    """Only some arguments require grad: the fused backward still matches torch.nn on
+    the ones that do, and leaves the others without a gradient."""
+    ref, fused, leaves, make_args = sequence_case(kind, layers=2, bidirectional=True, lengths=[5, 2, 4],
+                                                  enforce_sorted=False)
+    results = []
+    for module in (ref, fused):
+        xs = [t.clone().requires_grad_(frozen == "weights") for t in leaves]
+        params = list(module.parameters())
+        for p in params:
+            p.requires_grad_(frozen != "weights")
+        out, _ = module(*make_args(*xs))
+        (out.data * randn(*out.data.shape, seed=9)).sum().backward()
+        live, dead = (xs, params) if frozen == "weights" else (params, xs)
+        assert all(t.grad is None for t in dead)
+        results.append([t.grad for t in live])
+    for k, (expected, actual) in enumerate(zip(*results)):
+        assert_close(actual, expected, what=f"grad {k}")
+
+
+@pytest.mark.xfail(raises=TypeError, strict=True,
+                   reason="the CPU kernels take float32/float64 only; torch.nn also runs bfloat16 and "
+                          "float16 on the CPU (csrc/cpu/cpu_backend.h dispatch)")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("kind", MODES)
+def test_cpu_low_precision(kind, dtype):
+    assert_low_precision_parity(*sequence_case(kind, layers=2, bidirectional=True, dtype=dtype))
