@@ -4,7 +4,8 @@ A pruned grid: each config exercises a few features at once, over all four cell 
 import pytest
 import torch
 
-from helpers import MODES, assert_close, assert_low_precision_parity, assert_parity, params, randn, sequence_case
+from helpers import (MODES, TOLERANCE, assert_close, assert_low_precision_parity, assert_parity, output_tensors, params,
+                     randn, sequence_case)
 
 F32 = torch.float32
 
@@ -120,3 +121,26 @@ def test_partial_requires_grad(kind, frozen):
 @pytest.mark.parametrize("kind", MODES)
 def test_cpu_low_precision(kind, dtype):
     assert_low_precision_parity(*sequence_case(kind, layers=2, bidirectional=True, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, F32], ids=["float64", "float32"])
+@pytest.mark.parametrize("kind", MODES)
+def test_saturated_gates(kind, dtype):
+    """Inputs and states 60x larger than usual drive every gate into saturation, where a
+    fast exp/tanh approximation would show its range limits."""
+    ref, fused, leaves, make_args = sequence_case(kind, dtype=dtype, layers=2, bidirectional=True, T=8)
+    assert_parity(ref, fused, [t * 60 for t in leaves], make_args)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, F32], ids=["float64", "float32"])
+@pytest.mark.parametrize("kind", MODES)
+def test_nan_and_inf_propagate_like_torch_nn(kind, dtype):
+    ref, fused, leaves, make_args = sequence_case(kind, dtype=dtype, T=4, layers=2)
+    x = leaves[0].clone()
+    x[1, 0, 0], x[2, 1, 1], x[2, 2, 1] = float("nan"), float("inf"), -float("inf")
+    with torch.no_grad():
+        actual = output_tensors(fused(*make_args(x, *leaves[1:])))
+        expected = output_tensors(ref(*make_args(x, *leaves[1:])))
+    for k, (a, e) in enumerate(zip(actual, expected)):
+        assert torch.equal(a.isnan(), e.isnan()), f"output {k}: NaN positions differ"
+        torch.testing.assert_close(a, e, equal_nan=True, rtol=0, atol=10 * TOLERANCE[dtype], msg=f"output {k}")
