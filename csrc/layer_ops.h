@@ -28,8 +28,8 @@ LayerArgs make_layer_args(const Tensor& input, const Tensor& batch_sizes, const 
   check_dim(input, "input", 2, "(R, I)");
   check_dim(h0, "h0", 2, "(N, P)");
   check_dim(w_ih, "w_ih", 2, "(G*H, I)");
-  TORCH_CHECK_VALUE(w_ih.size(0) % G == 0 && w_ih.size(0) > 0, "w_ih must have G*H rows with G = ", G,
-                    " gates and H > 0, got ", w_ih.size(0), " rows");
+  TORCH_CHECK_VALUE(w_ih.size(0) % G == 0, "w_ih must have G*H rows with G = ", G, " gates, got ",
+                    w_ih.size(0), " rows");
   const int64_t H = w_ih.size(0) / G;
   const int64_t I = input.size(1);
   const int64_t R = input.size(0);
@@ -153,7 +153,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_
           or_empty(g.grad_w_hr, input)};
 }
 
-// GRU and the two vanilla RNNs share one signature; `Forward` picks the cell.
+// GRU and the two vanilla RNNs share one signature; the template argument picks the cell.
 template <class Backend, class Cell>
 std::tuple<Tensor, Tensor, Tensor> stateless_cell_forward(
     const Tensor& input, const Tensor& batch_sizes, const Tensor& h0, const Tensor& w_ih,

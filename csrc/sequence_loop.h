@@ -3,7 +3,9 @@
 // and every device. A Backend supplies the per-step primitives:
 //   prepare_weight<T>(W, rows, cols, transpose)       W (rows, cols) as GEMM operand op(W) =
 //                                                     W^T or W, prepared once per call
-//   gemm_weight<T>(M, A, lda, weight, beta, C, ldc)   row-major C(M, N) = A op(W) + beta C, beta 0/1
+//   gemm_weight<T>(M, A, lda, weight, beta, C, ldc, bias = nullptr)
+//                                                     row-major C(M, N) = A op(W) + beta C, beta
+//                                                     0/1; with beta 0 a bias (N,) may be added
 //   mm(a, b)                                          a whole-sequence product, once per call
 //   copy_rows<T>(dst, dst_ld, src, src_ld, rows, cols)
 //   add_rows<T>(dst, a, a_ld, b, b_ld, rows, cols)      dst contiguous (rows, cols)
@@ -69,15 +71,16 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
   out.h_n = a.h0.clone();  // the state buffer: rows stop changing when their sequence ends
   if (Cell::kHasCellState) out.c_n = a.c0.clone();
 
-  // Input projection of every step in one GEMM, on top of the bias rows. LSTM and RNN
-  // fold b_hh in here too; GRU adds b_hh inside the step because r multiplies it.
-  at::Tensor gates_in = out.workspace.narrow(1, 0, GH);
+  // Input projection of every step in one GEMM, bias included. LSTM and RNN fold b_hh in
+  // here too; GRU adds b_hh inside the step because r multiplies it.
   at::Tensor bias;
-  if (a.b_ih.defined()) bias = (Cell::kHiddenGatesApart || !a.b_hh.defined()) ? a.b_ih : a.b_ih + a.b_hh;
-  if (bias.defined()) gates_in.copy_(bias.expand({R, GH}));
+  if (a.b_ih.defined()) {
+    bias = (Cell::kHiddenGatesApart || !a.b_hh.defined()) ? a.b_ih : (a.b_ih + a.b_hh).contiguous();
+  }
   const auto w_ih = Backend::template prepare_weight<T>(a.w_ih.template data_ptr<T>(), GH, I, true);
-  Backend::template gemm_weight<T>(R, a.input.template data_ptr<T>(), I, w_ih, bias.defined() ? 1 : 0,
-                                   out.workspace.template data_ptr<T>(), WH);
+  Backend::template gemm_weight<T>(R, a.input.template data_ptr<T>(), I, w_ih, 0,
+                                   out.workspace.template data_ptr<T>(), WH,
+                                   bias.defined() ? bias.template data_ptr<T>() : nullptr);
 
   const int64_t N = a.h0.size(0);
   at::Tensor hidden_gates, h_unprojected;

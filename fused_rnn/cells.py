@@ -45,6 +45,11 @@ class _FusedCellBase(nn.RNNCellBase):
                                f"{input.device}), got ({h.dtype}, {h.device})")
         return h
 
+    def _kernel_args(self, x: Tensor, *states: Tensor):
+        """x, the states and (w_ih, w_hh, b_ih, b_hh) in the dtype the kernels run in."""
+        dtype = ops.kernel_dtype(x)
+        return ops.cast([x, *states, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh], dtype)
+
     def _step_sizes(self, input: Tensor) -> Tensor:
         return torch.full((1,), input.size(0), dtype=torch.long)
 
@@ -65,8 +70,9 @@ class LSTMCell(_FusedCellBase):
         x, is_batched = self._batched(input, hx)
         h0 = self._state(x, hx[0], is_batched, "hidden0")
         c0 = self._state(x, hx[1], is_batched, "hidden1")
-        _, h, c = ops.lstm_layer(x, self._step_sizes(x), h0, c0, self.weight_ih, self.weight_hh,
-                                 self.bias_ih, self.bias_hh, None, False)
+        xk, h0, c0, w_ih, w_hh, b_ih, b_hh = self._kernel_args(x, h0, c0)
+        _, h, c = ops.lstm_layer(xk, self._step_sizes(x), h0, c0, w_ih, w_hh, b_ih, b_hh, None, False)
+        h, c = h.to(x.dtype), c.to(x.dtype)
         return (h, c) if is_batched else (h.squeeze(0), c.squeeze(0))
 
 
@@ -79,8 +85,9 @@ class GRUCell(_FusedCellBase):
     def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
         x, is_batched = self._batched(input, [hx])
         h0 = self._state(x, hx, is_batched, "hidden")
-        _, h = ops.gru_layer(x, self._step_sizes(x), h0, self.weight_ih, self.weight_hh, self.bias_ih,
-                             self.bias_hh, False)
+        xk, h0, w_ih, w_hh, b_ih, b_hh = self._kernel_args(x, h0)
+        _, h = ops.gru_layer(xk, self._step_sizes(x), h0, w_ih, w_hh, b_ih, b_hh, False)
+        h = h.to(x.dtype)
         return h if is_batched else h.squeeze(0)
 
 
@@ -98,6 +105,7 @@ class RNNCell(_FusedCellBase):
         if self.nonlinearity not in ("tanh", "relu"):
             # torch.nn.RNNCell accepts any value at construction and refuses it here.
             raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
-        _, h = ops.rnn_layer(x, self._step_sizes(x), h0, self.weight_ih, self.weight_hh, self.bias_ih,
-                             self.bias_hh, self.nonlinearity == "relu", False)
+        xk, h0, w_ih, w_hh, b_ih, b_hh = self._kernel_args(x, h0)
+        _, h = ops.rnn_layer(xk, self._step_sizes(x), h0, w_ih, w_hh, b_ih, b_hh, self.nonlinearity == "relu", False)
+        h = h.to(x.dtype)
         return h if is_batched else h.squeeze(0)

@@ -99,6 +99,8 @@ class _FusedRNNBase(nn.RNNBase):
         self._check_state_consistency(states, x)
         if packed:
             states = tuple(s.index_select(1, sorted_indices) if sorted_indices is not None else s for s in states)
+        result_dtype, run_dtype = x.dtype, ops.kernel_dtype(x)
+        x, *states = ops.cast([x, *states], run_dtype)
 
         directions = 2 if self.bidirectional else 1
         finals: List[List[Tensor]] = [[] for _ in range(self._state_count)]
@@ -108,14 +110,15 @@ class _FusedRNNBase(nn.RNNBase):
             for d in range(directions):
                 index = layer * directions + d
                 out, new_states = self._run_layer(layer_input, run_sizes, [s[index] for s in states],
-                                                  self._weights_of(index), reverse=d == 1)
+                                                  ops.cast(self._weights_of(index), run_dtype), reverse=d == 1)
                 outputs.append(out)
                 for k, s in enumerate(new_states):
                     finals[k].append(s)
             layer_input = outputs[0] if directions == 1 else torch.cat(outputs, 1)
             if self.dropout > 0 and self.training and layer + 1 < self.num_layers:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
-        final_states = [torch.stack(f, 0) for f in finals]
+        final_states = ops.cast([torch.stack(f, 0) for f in finals], result_dtype)
+        layer_input = layer_input.to(result_dtype)
 
         if packed:
             if unsorted_indices is not None:

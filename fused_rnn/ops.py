@@ -5,7 +5,7 @@ torch.compile and torch.export trace them) and the autograd formulas that wire e
 Shapes follow csrc/shapes.h: one layer, one direction, packed rows (R, I) with a
 batch_sizes (T,) int64 CPU tensor; an unpacked (T, N, I) input is batch_sizes = [N] * T.
 """
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -130,6 +130,21 @@ for _kind in ("gru", "rnn"):
 
 
 # ---- typed entry points used by the modules ---------------------------------------
+
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def kernel_dtype(x: Tensor) -> torch.dtype:
+    """The dtype the fused kernels run in for an input like x. The CPU has no float16 /
+    bfloat16 kernels: the modules run such inputs in float32 end to end (inputs, state and
+    weights cast once per call) and round only the results back."""
+    return torch.float32 if x.device.type == "cpu" and x.dtype in _HALF_DTYPES else x.dtype
+
+
+def cast(tensors: Sequence[Optional[Tensor]], dtype: torch.dtype) -> List[Optional[Tensor]]:
+    """The tensors in dtype (None stays None); differentiable, a no-op when already so."""
+    return [None if t is None else t.to(dtype) for t in tensors]
+
 
 
 def lstm_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,

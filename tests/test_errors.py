@@ -184,8 +184,6 @@ def test_edge_inputs_same_result(kind, config):
     assert_parity(*sequence_case(kind, **config))
 
 
-@pytest.mark.xfail(raises=ValueError, strict=True,
-                   reason="torch.nn cells accept hidden_size=0; the ops refuse H = 0 (csrc/layer_ops.h)")
 @pytest.mark.parametrize("kind", CELLS)
 def test_cell_zero_hidden_size(kind):
     assert_parity(*cell_case(kind, H=0))

@@ -114,9 +114,6 @@ def test_partial_requires_grad(kind, frozen):
         assert_close(actual, expected, what=f"grad {k}")
 
 
-@pytest.mark.xfail(raises=TypeError, strict=True,
-                   reason="the CPU kernels take float32/float64 only; torch.nn also runs bfloat16 and "
-                          "float16 on the CPU (csrc/cpu/cpu_backend.h dispatch)")
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("kind", MODES)
 def test_cpu_low_precision(kind, dtype):

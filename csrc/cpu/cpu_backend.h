@@ -116,16 +116,21 @@ struct CpuBackend {
     return weight;
   }
 
-  // C(M, N) = A(M, K) op(W) + beta C.
+  // C(M, N) = A(M, K) op(W) + beta C, or + bias (N,) in every row when beta is 0.
   template <typename T>
-  static void gemm_weight(int64_t M, const T* A, int64_t lda, const CpuWeight<T>& w, int beta, T* C, int64_t ldc) {
+  static void gemm_weight(int64_t M, const T* A, int64_t lda, const CpuWeight<T>& w, int beta, T* C, int64_t ldc,
+                          const T* bias = nullptr) {
     if constexpr (std::is_same_v<T, float>) {
       if (w.packed.storage.defined()) {
-        avx512::gemm(M, {A, lda, 1}, w.packed, beta != 0, C, ldc);
+        avx512::gemm(M, {A, lda, 1}, w.packed, beta != 0, C, ldc, beta != 0 ? nullptr : bias);
         return;
       }
     }
     const int64_t N = w.transpose ? w.rows : w.cols, K = w.transpose ? w.cols : w.rows;
+    if (bias && beta == 0) {
+      for (int64_t r = 0; r < M; ++r) std::memcpy(C + r * ldc, bias, N * sizeof(T));
+      beta = 1;
+    }
     gemm<T>(false, w.transpose, M, N, K, A, lda, w.data, w.cols, beta, C, ldc);
   }
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <utility>
+#include <vector>
 
 namespace fused_rnn {
 namespace avx512 {
@@ -25,7 +26,7 @@ constexpr int kVectors = static_cast<int>(kPanel / 16);
 
 template <int R, bool kColumnMajorA>
 FUSED_RNN_AVX512 void micro_tile(int64_t K, const float* a, int64_t lda, const float* panel, float* c,
-                                 int64_t ldc, int columns, bool accumulate) {
+                                 int64_t ldc, int columns, bool accumulate, const float* bias) {
   __m512 acc[R][kVectors];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
@@ -54,39 +55,77 @@ FUSED_RNN_AVX512 void micro_tile(int64_t K, const float* a, int64_t lda, const f
     float* cr = c + r * ldc;
 #pragma GCC unroll 4
     for (int v = 0; v < kVectors; ++v) {
-      if (accumulate) acc[r][v] = _mm512_add_ps(acc[r][v], _mm512_maskz_loadu_ps(mask[v], cr + 16 * v));
+      if (accumulate) {
+        acc[r][v] = _mm512_add_ps(acc[r][v], _mm512_maskz_loadu_ps(mask[v], cr + 16 * v));
+      } else if (bias) {
+        acc[r][v] = _mm512_add_ps(acc[r][v], _mm512_maskz_loadu_ps(mask[v], bias + 16 * v));
+      }
       _mm512_mask_storeu_ps(cr + 16 * v, mask[v], acc[r][v]);
     }
   }
 }
 
-using MicroTile = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, int, bool);
+using MicroTile = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, int, bool, const float*);
 
 template <bool kColumnMajorA, int... Rs>
 constexpr std::array<MicroTile, sizeof...(Rs)> make_tiles(std::integer_sequence<int, Rs...>) {
   return {&micro_tile<Rs + 1, kColumnMajorA>...};
 }
 
-// Rows [m0, m1) of C against panel p.
-void rows_times_panel(int64_t m0, int64_t m1, const MatrixView& A, const PackedMatrix& B, int64_t p,
-                      bool accumulate, float* C, int64_t ldc) {
+// Row tiles of a chunk of rows: near-equal sizes, so 64 rows run as 11+11+11+11+10+10
+// rather than 12*5+4.
+struct RowTiles {
+  int64_t count, rows;
+  int64_t size(int64_t t) const { return rows / count + (t < rows % count ? 1 : 0); }
+};
+RowTiles row_tiles(int64_t rows) { return {(rows + kRows - 1) / kRows, rows}; }
+
+// Copies rows [m0, m1) of A into `packed`, tile by tile, each tile k-major: the micro-tile
+// then reads its A values as one sequential stream instead of one stream per row.
+void pack_rows(const MatrixView& A, int64_t m0, int64_t m1, int64_t K, float* packed) {
+  const RowTiles tiles = row_tiles(m1 - m0);
+  int64_t m = m0;
+  for (int64_t t = 0; t < tiles.count; ++t) {
+    const int64_t rows = tiles.size(t);
+    for (int64_t k = 0; k < K; ++k) {
+      for (int64_t r = 0; r < rows; ++r) packed[k * rows + r] = A.data[(m + r) * A.row_stride + k * A.col_stride];
+    }
+    packed += rows * K;
+    m += rows;
+  }
+}
+
+// Chunks of at most this many rows read A in place: packing them costs more than it saves.
+constexpr int64_t kPackRowsFrom = 3 * kRows;
+
+// One chunk of rows of A times panel p of B, into C's rows of that chunk. `rows_of_a` is
+// either the chunk packed by pack_rows (packed = true) or A itself at the chunk's first row.
+void chunk_times_panel(const MatrixView& rows_of_a, bool packed, int64_t chunk_rows, const PackedMatrix& B,
+                       int64_t p, bool accumulate, float* C, int64_t ldc, const float* bias) {
   static const auto row_major = make_tiles<false>(std::make_integer_sequence<int, kRows>{});
   static const auto column_major = make_tiles<true>(std::make_integer_sequence<int, kRows>{});
-  const bool column_a = A.row_stride == 1 && A.col_stride != 1;
-  const int64_t lda = column_a ? A.col_stride : A.row_stride;
+  const bool column_a = packed || (rows_of_a.row_stride == 1 && rows_of_a.col_stride != 1);
   const int columns = static_cast<int>(std::min<int64_t>(kPanel, B.N - p * kPanel));
-  // Rows are split into near-equal tiles: 64 rows run as 11+11+11+11+10+10, not 12*5+4.
-  const int64_t tiles = (m1 - m0 + kRows - 1) / kRows;
+  const float* panel_bias = bias ? bias + p * kPanel : nullptr;
+  const RowTiles tiles = row_tiles(chunk_rows);
   for (int64_t k0 = 0; k0 < B.K; k0 += kDepthBlock) {
     const int64_t depth = std::min<int64_t>(kDepthBlock, B.K - k0);
     const float* panel = B.panel(p) + k0 * kPanel;
-    int64_t m = m0;
-    for (int64_t t = 0; t < tiles; ++t) {
-      const int rows = static_cast<int>((m1 - m) / (tiles - t));
-      const float* a = A.data + m * A.row_stride + k0 * A.col_stride;
-      float* c = C + m * ldc + p * kPanel;
-      (column_a ? column_major : row_major)[rows - 1](depth, a, lda, panel, c, ldc, columns, accumulate || k0 > 0);
-      m += rows;
+    const float* a = rows_of_a.data;
+    float* c = C + p * kPanel;
+    for (int64_t t = 0; t < tiles.count; ++t) {
+      const int64_t rows = tiles.size(t);
+      const bool add = k0 > 0 || accumulate;
+      if (packed) {
+        column_major[rows - 1](depth, a + k0 * rows, rows, panel, c, ldc, columns, add, panel_bias);
+        a += rows * B.K;
+      } else {
+        const int64_t lda = column_a ? rows_of_a.col_stride : rows_of_a.row_stride;
+        (column_a ? column_major : row_major)[rows - 1](depth, a + k0 * rows_of_a.col_stride, lda, panel, c, ldc,
+                                                        columns, add, panel_bias);
+        a += rows * rows_of_a.row_stride;
+      }
+      c += rows * ldc;
     }
   }
 }
@@ -120,11 +159,12 @@ PackedMatrix pack(const float* data, int64_t k_stride, int64_t n_stride, int64_t
   return packed;
 }
 
-void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate, float* C, int64_t ldc) {
+void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate, float* C, int64_t ldc,
+          const float* bias) {
   if (M == 0 || B.N == 0) return;
   if (B.K == 0) {
-    if (!accumulate) {
-      for (int64_t m = 0; m < M; ++m) std::fill(C + m * ldc, C + m * ldc + B.N, 0.0f);
+    for (int64_t m = 0; m < M && !accumulate; ++m) {
+      for (int64_t n = 0; n < B.N; ++n) C[m * ldc + n] = bias ? bias[n] : 0.0f;
     }
     return;
   }
@@ -132,9 +172,23 @@ void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate
   const int64_t panels = B.panels();
   const int64_t tiles = chunks * panels;
   auto run = [&](int64_t t0, int64_t t1) {
+    // Reused across calls (and time steps) so that the loop allocates nothing.
+    thread_local std::vector<float> packed;
+    int64_t packed_chunk = -1;
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t chunk = t / panels, p = t - chunk * panels;
-      rows_times_panel(chunk * kRowChunk, std::min(M, (chunk + 1) * kRowChunk), A, B, p, accumulate, C, ldc);
+      const int64_t m0 = chunk * kRowChunk, m1 = std::min(M, m0 + kRowChunk);
+      if (m1 - m0 < kPackRowsFrom) {
+        const MatrixView rows{A.data + m0 * A.row_stride, A.row_stride, A.col_stride};
+        chunk_times_panel(rows, false, m1 - m0, B, p, accumulate, C + m0 * ldc, ldc, bias);
+        continue;
+      }
+      if (chunk != packed_chunk) {
+        if (packed.size() < static_cast<size_t>((m1 - m0) * B.K)) packed.resize((m1 - m0) * B.K);
+        pack_rows(A, m0, m1, B.K, packed.data());
+        packed_chunk = chunk;
+      }
+      chunk_times_panel({packed.data(), 0, 0}, true, m1 - m0, B, p, accumulate, C + m0 * ldc, ldc, bias);
     }
   };
   const int64_t flops = 2 * M * B.N * B.K;

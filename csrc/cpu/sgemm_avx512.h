@@ -32,9 +32,11 @@ struct MatrixView {
   int64_t row_stride, col_stride;
 };
 
-// C = A B (accumulate false) or C += A B (true); C row-major with leading dimension ldc.
-// Splits the work over threads when it is large enough to pay for a parallel region.
-void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate, float* C, int64_t ldc);
+// C = A B + bias (accumulate false; bias (N,) added to every row, or nullptr) or C += A B
+// (accumulate true); C row-major with leading dimension ldc. Splits the work over threads
+// when it is large enough to pay for a parallel region.
+void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate, float* C, int64_t ldc,
+          const float* bias = nullptr);
 
 }  // namespace avx512
 }  // namespace fused_rnn

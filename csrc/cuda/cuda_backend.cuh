@@ -53,6 +53,16 @@ __global__ void add_rows_kernel(T* dst, const T* a, int64_t a_ld, const T* b, in
   }
 }
 
+// Writes `row` (cols,) into every row of dst: the bias under a GEMM that accumulates.
+template <typename T>
+__global__ void broadcast_rows_kernel(T* dst, int64_t dst_ld, const T* row, int64_t rows, int64_t cols) {
+  const int64_t n = rows * cols;
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < n; idx += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = idx / cols;
+    dst[r * dst_ld + (idx - r * cols)] = row[idx - r * cols];
+  }
+}
+
 #define FUSED_RNN_STR2(x) #x
 #define FUSED_RNN_STR(x) FUSED_RNN_STR2(x)
 
@@ -155,10 +165,17 @@ struct CudaBackend {
     return {w, rows, cols, transpose};
   }
 
-  // C(M, N) = A(M, K) op(W) + beta C.
+  // C(M, N) = A(M, K) op(W) + beta C, or + bias (N,) in every row when beta is 0.
   template <typename T>
-  static void gemm_weight(int64_t M, const T* A, int64_t lda, const Weight<T>& w, int beta, T* C, int64_t ldc) {
+  static void gemm_weight(int64_t M, const T* A, int64_t lda, const Weight<T>& w, int beta, T* C, int64_t ldc,
+                          const T* bias = nullptr) {
     const int64_t N = w.transpose ? w.rows : w.cols, K = w.transpose ? w.cols : w.rows;
+    if (bias && beta == 0 && M * N > 0) {
+      broadcast_rows_kernel<T><<<blocks_for(M * N), kThreadsPerBlock, 0, at::cuda::getCurrentCUDAStream()>>>(
+          C, ldc, bias, M, N);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      beta = 1;
+    }
     gemm<T>(false, w.transpose, M, N, K, A, lda, w.data, w.cols, beta, C, ldc);
   }
 
