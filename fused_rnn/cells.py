@@ -66,6 +66,11 @@ class LSTMCell(_FusedCellBase):
             raise TypeError(f"LSTMCell: hx must be a tuple (h_0, c_0) of two tensors, got {type(hx).__name__}")
         if hx is not None and len(hx) != 2:
             raise RuntimeError(f"LSTMCell: hx must be a tuple (h_0, c_0) of two tensors, got {len(hx)} items")
+        if hx is not None and not all(isinstance(h, Tensor) for h in hx):
+            # torch.nn fails on .dim() of the non-Tensor (AttributeError); (h, None) must not
+            # pass as "c_0 omitted".
+            raise TypeError(f"LSTMCell: hx must be a tuple (h_0, c_0) of two tensors, got "
+                            f"({', '.join(type(h).__name__ for h in hx)})")
         hx = hx if hx is not None else (None, None)
         x, is_batched = self._batched(input, hx)
         h0 = self._state(x, hx[0], is_batched, "hidden0")

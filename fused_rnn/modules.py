@@ -60,6 +60,9 @@ class _FusedRNNBase(nn.RNNBase):
             if s.device != input.device:
                 raise RuntimeError(f"{self.mode}: {name} must be on {input.device} like input, got {s.device}")
 
+    def _check_packed_input(self, data: Tensor, batch_sizes: Tensor) -> None:
+        self.check_input(data, batch_sizes)
+
     def _prepare_state(self, input: Tensor, hx, is_batched: bool, packed: bool,
                        batch_sizes: Optional[Tensor]) -> Tuple[Tensor, ...]:
         raise NotImplementedError
@@ -77,7 +80,7 @@ class _FusedRNNBase(nn.RNNBase):
         if packed:
             data, batch_sizes, sorted_indices, unsorted_indices = input
             is_batched = True
-            self.check_input(data, batch_sizes)
+            self._check_packed_input(data, batch_sizes)
             x, run_sizes, seq = data, batch_sizes, None
         else:
             if not isinstance(input, Tensor):
@@ -142,6 +145,15 @@ class LSTM(_FusedRNNBase):
 
     def __init__(self, *args, **kwargs):
         super().__init__("LSTM", *args, **kwargs)
+
+    def _check_packed_input(self, data, batch_sizes):
+        # torch.nn.LSTM runs no check_input on a PackedSequence (GRU and RNN do): data of
+        # another dtype than the weights fails in its first matmul with RuntimeError, not
+        # with check_input's ValueError.
+        weight = self._flat_weights[0]
+        if data.dtype != weight.dtype and not torch._C._is_any_autocast_enabled():
+            raise RuntimeError(f"LSTM: PackedSequence data has dtype {data.dtype}, the weights {weight.dtype}")
+        super()._check_packed_input(data, batch_sizes)
 
     def _prepare_state(self, input, hx, is_batched, packed, batch_sizes):
         if hx is None:
