@@ -66,7 +66,10 @@ from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtensio
 
 here = os.path.dirname(os.path.abspath(__file__))
 sources = ["csrc/fused_rnn.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
-cxx_flags = ["-O3", "-std=c++20", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd"]
+# -fopenmp: at::parallel_for is an inline OpenMP region in ATen's headers; without the flag
+# it silently runs on one thread. At run time the libgomp torch has loaded is reused.
+cxx_flags = ["-O3", "-std=c++20", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"]
+link_flags = ["-fopenmp"]
 define_macros = []
 if use_cuda:
     sources += sorted(glob.glob("csrc/cuda/*.cu"))
@@ -76,6 +79,7 @@ if use_cuda:
         sources,
         include_dirs=[os.path.join(here, "csrc")] + pip_cuda_include_dirs(),
         define_macros=define_macros,
+        extra_link_args=link_flags,
         extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++20", "--use_fast_math",
                                                        "-Xptxas=-v" if os.environ.get("FUSED_RNN_PTXAS_VERBOSE") else "-lineinfo"]},
     )
@@ -84,6 +88,7 @@ else:
         "fused_rnn._C",
         sources,
         include_dirs=[os.path.join(here, "csrc")],
+        extra_link_args=link_flags,
         extra_compile_args={"cxx": cxx_flags},
     )
 
