@@ -59,18 +59,20 @@ FR_HD acc_t sigmoid_acc(acc_t x) {
 FR_HD float tanh_acc(float x) { return 1.0f - 2.0f / (1.0f + exp_acc(2.0f * x)); }
 FR_HD double tanh_acc(double x) { return ::tanh(x); }
 
-// Pointers of one time step of the forward pass; rows are the active batch rows.
+// Pointers of one time step of the forward pass; rows are the active batch rows. Every
+// pointer a cell reads is valid (zeros stand in for what is absent): a branch per element
+// would stop the CPU loops from vectorising.
 template <typename T>
 struct ForwardStep {
   T* ws;                   // (b, W*H), leading dimension ws_ld
   int64_t ws_ld;
   const T* hidden_gates;   // GRU: (b, 3H) h_prev W_hh^T without bias, leading dim 3H
-  const T* b_hh;           // GRU: (3H,) or nullptr
+  const T* b_hh;           // GRU: (3H,), zeros when the module has no bias
   const T* h_prev;         // GRU: (b, H) state before the step, leading dim H
   T* c_state;              // LSTM: (b, H) in: c_prev, out: c_next (same element, so in place)
   T* h_out;                // (b, H) h of the step (before projection), leading dim h_out_ld
   int64_t h_out_ld;
-  T* h_state;              // nullptr, or (b, H) second destination of h (the state buffer)
+  T* h_state;              // (b, H) second destination of h (the state buffer; h_out again if none)
 };
 
 // Pointers of one time step of the backward pass.
@@ -82,7 +84,7 @@ struct BackwardStep {
   const T* h_prev;         // GRU: (b, H) state before the step, leading dim H
   const T* dh;             // (b, H) gradient of h (before projection), leading dim dh_ld
   int64_t dh_ld;
-  const T* dh_extra;       // nullptr or (b, H) second term of that gradient, leading dim dh_extra_ld
+  const T* dh_extra;       // (b, H) second term of that gradient, leading dim dh_extra_ld (0: one zero row)
   int64_t dh_extra_ld;
   T* dc;                   // LSTM: (b, H) in: dL/dc_next, out: dL/dc_prev (in place)
   T* dgates;               // (b, G*H) gradient of the input-side pre-activations, leading dim dgates_ld
@@ -94,14 +96,14 @@ struct BackwardStep {
 template <typename acc_t, typename T>
 FR_HD acc_t total_dh(const BackwardStep<T>& s, int64_t r, int64_t j) {
   acc_t dh = static_cast<acc_t>(s.dh[r * s.dh_ld + j]);
-  if (s.dh_extra) dh += static_cast<acc_t>(s.dh_extra[r * s.dh_extra_ld + j]);
+  dh += static_cast<acc_t>(s.dh_extra[r * s.dh_extra_ld + j]);
   return dh;
 }
 
 template <typename acc_t, typename T>
 FR_HD void store_h(const ForwardStep<T>& s, int64_t r, int64_t j, int64_t H, acc_t h) {
   s.h_out[r * s.h_out_ld + j] = static_cast<T>(h);
-  if (s.h_state) s.h_state[r * H + j] = static_cast<T>(h);
+  s.h_state[r * H + j] = static_cast<T>(h);
 }
 
 struct LstmCell {
@@ -159,14 +161,9 @@ struct GruCell {
   static FR_HD void forward(const ForwardStep<T>& s, int64_t r, int64_t j, int64_t H) {
     T* g = s.ws + r * s.ws_ld;
     const T* hg = s.hidden_gates + r * 3 * H;
-    acc_t hr = static_cast<acc_t>(hg[j]);
-    acc_t hz = static_cast<acc_t>(hg[H + j]);
-    acc_t hn = static_cast<acc_t>(hg[2 * H + j]);
-    if (s.b_hh) {
-      hr += static_cast<acc_t>(s.b_hh[j]);
-      hz += static_cast<acc_t>(s.b_hh[H + j]);
-      hn += static_cast<acc_t>(s.b_hh[2 * H + j]);
-    }
+    const acc_t hr = static_cast<acc_t>(hg[j]) + static_cast<acc_t>(s.b_hh[j]);
+    const acc_t hz = static_cast<acc_t>(hg[H + j]) + static_cast<acc_t>(s.b_hh[H + j]);
+    const acc_t hn = static_cast<acc_t>(hg[2 * H + j]) + static_cast<acc_t>(s.b_hh[2 * H + j]);
     const acc_t reset = sigmoid_acc(static_cast<acc_t>(g[j]) + hr);
     const acc_t update = sigmoid_acc(static_cast<acc_t>(g[H + j]) + hz);
     const acc_t n = tanh_acc(static_cast<acc_t>(g[2 * H + j]) + reset * hn);

@@ -95,6 +95,7 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
   const auto w_hr = Backend::template prepare_weight<T>(projected ? a.w_hr.template data_ptr<T>() : nullptr,
                                                         projected ? P : 0, H, true);
   T* hidden = Cell::kHiddenGatesApart ? hidden_gates.template data_ptr<T>() : nullptr;
+  const at::Tensor b_hh = Cell::kHiddenGatesApart && !a.b_hh.defined() ? at::zeros({GH}, a.input.options()) : a.b_hh;
   T* h_pre = projected ? h_unprojected.template data_ptr<T>() : nullptr;
 
   for (int64_t s = 0; s < plan.steps(); ++s) {
@@ -112,12 +113,12 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
     step.ws = ws_t;
     step.ws_ld = WH;
     step.hidden_gates = hidden;
-    step.b_hh = (Cell::kHiddenGatesApart && a.b_hh.defined()) ? a.b_hh.template data_ptr<T>() : nullptr;
+    step.b_hh = Cell::kHiddenGatesApart ? b_hh.template data_ptr<T>() : nullptr;
     step.h_prev = h_state;
     step.c_state = c_state;
     step.h_out = projected ? h_pre : out_t;
     step.h_out_ld = projected ? H : P;
-    step.h_state = projected ? nullptr : h_state;
+    step.h_state = projected ? h_pre : h_state;
     Backend::template forward_step<Cell, T>(step, b, H);
     if (projected) {
       Backend::template gemm_weight<T>(b, h_pre, H, w_hr, 0, out_t, P);
@@ -168,6 +169,7 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
   at::Tensor c_prev_all = Cell::kHasCellState ? at::empty({R, H}, opts) : at::Tensor();
   at::Tensor dh_all = projected ? at::empty({R, P}, opts) : at::Tensor();
   at::Tensor dh_unprojected = projected ? at::empty({a.h0.size(0), H}, opts) : at::Tensor();
+  const at::Tensor zero_row = projected ? at::zeros({H}, opts) : at::Tensor();
 
   const T* ws = workspace.template data_ptr<T>();
   gather_previous_states<Backend, T>(plan, output.template data_ptr<T>(), P,
@@ -203,6 +205,8 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
       Backend::template gemm_weight<T>(b, dh_t, P, w_hr, 0, dh_unprojected.template data_ptr<T>(), H);
       step.dh = dh_unprojected.template data_ptr<T>();
       step.dh_ld = H;
+      step.dh_extra = zero_row.template data_ptr<T>();
+      step.dh_extra_ld = 0;
     } else {
       step.dh = dh_state;
       step.dh_ld = P;
