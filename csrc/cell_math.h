@@ -72,7 +72,6 @@ struct ForwardStep {
   T* c_state;              // LSTM: (b, H) in: c_prev, out: c_next (same element, so in place)
   T* h_out;                // (b, H) h of the step (before projection), leading dim h_out_ld
   int64_t h_out_ld;
-  T* h_state;              // (b, H) second destination of h (the state buffer; h_out again if none)
 };
 
 // Pointers of one time step of the backward pass.
@@ -103,7 +102,6 @@ FR_HD acc_t total_dh(const BackwardStep<T>& s, int64_t r, int64_t j) {
 template <typename acc_t, typename T>
 FR_HD void store_h(const ForwardStep<T>& s, int64_t r, int64_t j, int64_t H, acc_t h) {
   s.h_out[r * s.h_out_ld + j] = static_cast<T>(h);
-  s.h_state[r * H + j] = static_cast<T>(h);
 }
 
 struct LstmCell {

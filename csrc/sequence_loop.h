@@ -7,6 +7,8 @@
 //                                                     row-major C(M, N) = A op(W) + beta C, beta
 //                                                     0/1; with beta 0 a bias (N,) may be added
 //   mm(a, b)                                          a whole-sequence product, once per call
+//   prepare_recurrent_weight<T>(W_hh, G, H, P), recurrent_step<Cell, T>(...)
+//                                                     one step: recurrent GEMM + pointwise step
 //   copy_rows<T>(dst, dst_ld, src, src_ld, rows, cols)
 //   add_rows<T>(dst, a, a_ld, b, b_ld, rows, cols)      dst contiguous (rows, cols)
 //   forward_step<Cell, T>(ForwardStep, rows, H) / backward_step<Cell, T>(BackwardStep, rows, H)
@@ -91,7 +93,7 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
   T* output = out.output.template data_ptr<T>();
   T* h_state = out.h_n.template data_ptr<T>();
   T* c_state = Cell::kHasCellState ? out.c_n.template data_ptr<T>() : nullptr;
-  const auto w_hh = Backend::template prepare_weight<T>(a.w_hh.template data_ptr<T>(), GH, P, true);
+  const auto w_hh = Backend::template prepare_recurrent_weight<T>(a.w_hh.template data_ptr<T>(), G, H, P);
   const auto w_hr = Backend::template prepare_weight<T>(projected ? a.w_hr.template data_ptr<T>() : nullptr,
                                                         projected ? P : 0, H, true);
   T* hidden = Cell::kHiddenGatesApart ? hidden_gates.template data_ptr<T>() : nullptr;
@@ -104,11 +106,6 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
     if (b == 0) continue;
     T* ws_t = ws + plan.offset[t] * WH;
     T* out_t = output + plan.offset[t] * P;
-    if (Cell::kHiddenGatesApart) {
-      Backend::template gemm_weight<T>(b, h_state, P, w_hh, 0, hidden, GH);
-    } else {
-      Backend::template gemm_weight<T>(b, h_state, P, w_hh, 1, ws_t, WH);
-    }
     ForwardStep<T> step{};
     step.ws = ws_t;
     step.ws_ld = WH;
@@ -116,14 +113,20 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
     step.b_hh = Cell::kHiddenGatesApart ? b_hh.template data_ptr<T>() : nullptr;
     step.h_prev = h_state;
     step.c_state = c_state;
+    // The step writes h only to the step's output rows, never to h_state: on the CPU the
+    // recurrent GEMM of other hidden units may still be reading h_state (recurrent_step
+    // splits units over threads). h_state is updated from the output after the step.
     step.h_out = projected ? h_pre : out_t;
     step.h_out_ld = projected ? H : P;
-    step.h_state = projected ? h_pre : h_state;
-    Backend::template forward_step<Cell, T>(step, b, H);
-    if (projected) {
-      Backend::template gemm_weight<T>(b, h_pre, H, w_hr, 0, out_t, P);
-      Backend::template copy_rows<T>(h_state, P, out_t, P, b, P);
+    // GRU's recurrent product goes to its own buffer (r multiplies it); LSTM's and RNN's
+    // accumulate onto the input projection in the workspace.
+    if (Cell::kHiddenGatesApart) {
+      Backend::template recurrent_step<Cell, T>(b, h_state, P, w_hh, hidden, GH, false, step, H);
+    } else {
+      Backend::template recurrent_step<Cell, T>(b, h_state, P, w_hh, ws_t, WH, true, step, H);
     }
+    if (projected) Backend::template gemm_weight<T>(b, h_pre, H, w_hr, 0, out_t, P);
+    Backend::template copy_rows<T>(h_state, P, out_t, P, b, P);
   }
   return out;
 }

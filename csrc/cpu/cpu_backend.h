@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "../cell_math.h"
 #include "sgemm_avx512.h"
@@ -38,28 +39,37 @@ constexpr int64_t kParallelGrain = 32768;
 
 #define FUSED_RNN_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,fma")))
 
-// One pointwise step over rows [r0, r1). `omp simd` states what the compiler cannot prove:
-// the hidden units j of a row are independent (in-place updates touch only element j).
-#define FUSED_RNN_ROWS_LOOP(METHOD)                                              \
-  for (int64_t r = r0; r < r1; ++r) {                                            \
-    _Pragma("omp simd") for (int64_t j = 0; j < H; ++j) Cell::template METHOD<T>(s, r, j, H); \
+// One pointwise step over rows [r0, r1) and hidden units [j0, j1). `omp simd` states what
+// the compiler cannot prove: the units j of a row are independent (in-place updates touch
+// only element j).
+#define FUSED_RNN_ROWS_LOOP(METHOD)                                               \
+  for (int64_t r = r0; r < r1; ++r) {                                             \
+    _Pragma("omp simd") for (int64_t j = j0; j < j1; ++j) Cell::template METHOD<T>(s, r, j, H); \
   }
 
 template <class Cell, typename T, typename Step>
-FUSED_RNN_TARGET_AVX512 void forward_rows_avx512(const Step& s, int64_t r0, int64_t r1, int64_t H) {
+FUSED_RNN_TARGET_AVX512 void forward_rows_avx512(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1,
+                                                 int64_t H) {
   FUSED_RNN_ROWS_LOOP(forward)
 }
 template <class Cell, typename T, typename Step>
-void forward_rows_generic(const Step& s, int64_t r0, int64_t r1, int64_t H) {
+void forward_rows_generic(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t H) {
   FUSED_RNN_ROWS_LOOP(forward)
 }
 template <class Cell, typename T, typename Step>
-FUSED_RNN_TARGET_AVX512 void backward_rows_avx512(const Step& s, int64_t r0, int64_t r1, int64_t H) {
+FUSED_RNN_TARGET_AVX512 void backward_rows_avx512(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1,
+                                                  int64_t H) {
   FUSED_RNN_ROWS_LOOP(backward)
 }
 template <class Cell, typename T, typename Step>
-void backward_rows_generic(const Step& s, int64_t r0, int64_t r1, int64_t H) {
+void backward_rows_generic(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t H) {
   FUSED_RNN_ROWS_LOOP(backward)
+}
+
+template <class Cell, typename T>
+void forward_rows(const ForwardStep<T>& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t H) {
+  avx512::available() ? forward_rows_avx512<Cell, T>(s, r0, r1, j0, j1, H)
+                      : forward_rows_generic<Cell, T>(s, r0, r1, j0, j1, H);
 }
 
 // A weight matrix W (rows, cols), row-major, prepared once per op call as the right-hand
@@ -70,6 +80,15 @@ struct CpuWeight {
   int64_t rows, cols;
   bool transpose;
   avx512::PackedMatrix packed;  // used when packed.storage is defined
+};
+
+// W_hh for the recurrent step. On AVX-512 float32, one packed (P, H) matrix per gate, so
+// that a thread owning hidden units [j0, j1) computes all G gates of those units and
+// runs their pointwise step itself: GEMM and pointwise share one parallel region.
+template <typename T>
+struct CpuRecurrentWeight {
+  CpuWeight<T> whole;                          // used when per_gate is empty
+  std::vector<avx512::PackedMatrix> per_gate;  // gate g: rows [g H, (g+1) H) of W_hh, transposed
 };
 
 struct CpuBackend {
@@ -134,6 +153,45 @@ struct CpuBackend {
     gemm<T>(false, w.transpose, M, N, K, A, lda, w.data, w.cols, beta, C, ldc);
   }
 
+  template <typename T>
+  static CpuRecurrentWeight<T> prepare_recurrent_weight(const T* w_hh, int64_t G, int64_t H, int64_t P) {
+    CpuRecurrentWeight<T> weight;
+    if constexpr (std::is_same_v<T, float>) {
+      if (avx512::available()) {
+        weight.whole = CpuWeight<T>{w_hh, G * H, P, true, {}};
+        for (int64_t g = 0; g < G; ++g) weight.per_gate.push_back(avx512::pack(w_hh + g * H * P, 1, P, P, H));
+        return weight;
+      }
+    }
+    weight.whole = prepare_weight<T>(w_hh, G * H, P, true);
+    return weight;
+  }
+
+  // One time step: target(b, G*H) (+)= h_prev W_hh^T (accumulate: onto the input
+  // projection already there), then the cell's pointwise step for every row and unit.
+  template <class Cell, typename T>
+  static void recurrent_step(int64_t b, const T* h_prev, int64_t P, const CpuRecurrentWeight<T>& w, T* target,
+                             int64_t target_ld, bool accumulate, const ForwardStep<T>& step, int64_t H) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (!w.per_gate.empty()) {
+        const int64_t G = static_cast<int64_t>(w.per_gate.size());
+        const int64_t unit_panels = (H + avx512::kPanel - 1) / avx512::kPanel;
+        auto units = [&](int64_t u0, int64_t u1) {
+          avx512::gemm_panels(b, {h_prev, P, 1}, w.per_gate.data(), G, H, u0, u1, accumulate, target, target_ld);
+          forward_rows<Cell, T>(step, 0, b, u0 * avx512::kPanel, std::min(H, u1 * avx512::kPanel), H);
+        };
+        if (unit_panels > 1 && avx512::worth_threads(2 * b * G * H * P)) {
+          at::parallel_for(0, unit_panels, 1, units);
+        } else {
+          units(0, unit_panels);
+        }
+        return;
+      }
+    }
+    gemm_weight<T>(b, h_prev, P, w.whole, accumulate ? 1 : 0, target, target_ld);
+    forward_step<Cell, T>(step, b, H);
+  }
+
   // Whole-sequence product a @ b (once per op call; a may be a transposed view).
   static at::Tensor mm(const at::Tensor& a, const at::Tensor& b) {
     if (a.scalar_type() == at::kFloat && avx512::available() && (a.stride(0) == 1 || a.stride(1) == 1)) {
@@ -171,17 +229,14 @@ struct CpuBackend {
 
   template <class Cell, typename T>
   static void forward_step(const ForwardStep<T>& s, int64_t rows, int64_t H) {
-    const bool wide = avx512::available();
-    for_rows(rows, H, [&](int64_t r0, int64_t r1) {
-      wide ? forward_rows_avx512<Cell, T>(s, r0, r1, H) : forward_rows_generic<Cell, T>(s, r0, r1, H);
-    });
+    for_rows(rows, H, [&](int64_t r0, int64_t r1) { forward_rows<Cell, T>(s, r0, r1, 0, H, H); });
   }
 
   template <class Cell, typename T>
   static void backward_step(const BackwardStep<T>& s, int64_t rows, int64_t H) {
     const bool wide = avx512::available();
     for_rows(rows, H, [&](int64_t r0, int64_t r1) {
-      wide ? backward_rows_avx512<Cell, T>(s, r0, r1, H) : backward_rows_generic<Cell, T>(s, r0, r1, H);
+      wide ? backward_rows_avx512<Cell, T>(s, r0, r1, 0, H, H) : backward_rows_generic<Cell, T>(s, r0, r1, 0, H, H);
     });
   }
 };

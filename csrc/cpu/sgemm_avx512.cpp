@@ -17,7 +17,10 @@ namespace {
 
 constexpr int kRows = 12;           // rows per micro-tile: 24 accumulators + 2 B registers
 constexpr int64_t kRowChunk = 192;  // rows of A kept hot in L2 while sweeping all panels
-constexpr int64_t kDepthBlock = 128;  // k per pass: the (kDepthBlock, 32) panel slice stays in L1
+#ifndef FUSED_RNN_DEPTH_BLOCK
+#define FUSED_RNN_DEPTH_BLOCK 128
+#endif
+constexpr int64_t kDepthBlock = FUSED_RNN_DEPTH_BLOCK;  // k per pass: the (kDepthBlock, 32) panel slice stays in L1
 constexpr int64_t kParallelFlops = int64_t(1) << 21;  // below this a GEMM stays on one thread
 
 #define FUSED_RNN_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,fma")))
@@ -32,6 +35,13 @@ FUSED_RNN_AVX512 void micro_tile(int64_t K, const float* a, int64_t lda, const f
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 4
     for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_setzero_ps();
+  }
+  // Start fetching the C tile for writing now, so the misses overlap the k loop instead of
+  // stalling the stores at the end (C is large and cold for the input projection).
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    __builtin_prefetch(c + r * ldc, 1, 3);
+    __builtin_prefetch(c + r * ldc + 16, 1, 3);
   }
   for (int64_t k = 0; k < K; ++k) {
     __m512 b[kVectors];
@@ -159,45 +169,69 @@ PackedMatrix pack(const float* data, int64_t k_stride, int64_t n_stride, int64_t
   return packed;
 }
 
-void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate, float* C, int64_t ldc,
-          const float* bias) {
-  if (M == 0 || B.N == 0) return;
+namespace {
+
+// Tiles [t0, t1) of the (row chunk, panel) grid restricted to panels [p0, p0 + panels), on
+// the calling thread, for each of `count` matrices Bs[i] (same shape) into C + i * c_stride.
+// A chunk of A is packed once for all of them.
+void run_tiles(int64_t M, const MatrixView& A, const PackedMatrix* Bs, int64_t count, int64_t c_stride, int64_t p0,
+               int64_t panels, int64_t t0, int64_t t1, bool accumulate, float* C, int64_t ldc, const float* bias) {
+  const PackedMatrix& B = Bs[0];
   if (B.K == 0) {
-    for (int64_t m = 0; m < M && !accumulate; ++m) {
-      for (int64_t n = 0; n < B.N; ++n) C[m * ldc + n] = bias ? bias[n] : 0.0f;
+    for (int64_t i = 0; i < count; ++i) {
+      for (int64_t m = 0; m < M && !accumulate; ++m) {
+        for (int64_t n = p0 * kPanel; n < std::min(B.N, (p0 + panels) * kPanel); ++n) {
+          C[i * c_stride + m * ldc + n] = bias ? bias[n] : 0.0f;
+        }
+      }
     }
     return;
   }
-  const int64_t chunks = (M + kRowChunk - 1) / kRowChunk;
-  const int64_t panels = B.panels();
-  const int64_t tiles = chunks * panels;
-  auto run = [&](int64_t t0, int64_t t1) {
-    // Reused across calls (and time steps) so that the loop allocates nothing.
-    thread_local std::vector<float> packed;
-    int64_t packed_chunk = -1;
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t chunk = t / panels, p = t - chunk * panels;
-      const int64_t m0 = chunk * kRowChunk, m1 = std::min(M, m0 + kRowChunk);
-      if (m1 - m0 < kPackRowsFrom) {
-        const MatrixView rows{A.data + m0 * A.row_stride, A.row_stride, A.col_stride};
-        chunk_times_panel(rows, false, m1 - m0, B, p, accumulate, C + m0 * ldc, ldc, bias);
-        continue;
-      }
-      if (chunk != packed_chunk) {
-        if (packed.size() < static_cast<size_t>((m1 - m0) * B.K)) packed.resize((m1 - m0) * B.K);
-        pack_rows(A, m0, m1, B.K, packed.data());
-        packed_chunk = chunk;
-      }
-      chunk_times_panel({packed.data(), 0, 0}, true, m1 - m0, B, p, accumulate, C + m0 * ldc, ldc, bias);
+  // Reused across calls (and time steps) so that the loop allocates nothing.
+  thread_local std::vector<float> packed;
+  int64_t packed_chunk = -1;
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t chunk = t / panels, p = p0 + t - chunk * panels;
+    const int64_t m0 = chunk * kRowChunk, m1 = std::min(M, m0 + kRowChunk);
+    const bool pack_a = m1 - m0 >= kPackRowsFrom;
+    if (pack_a && chunk != packed_chunk) {
+      if (packed.size() < static_cast<size_t>((m1 - m0) * B.K)) packed.resize((m1 - m0) * B.K);
+      pack_rows(A, m0, m1, B.K, packed.data());
+      packed_chunk = chunk;
     }
-  };
-  const int64_t flops = 2 * M * B.N * B.K;
-  if (flops < kParallelFlops || tiles == 1) {
+    const MatrixView rows = pack_a ? MatrixView{packed.data(), 0, 0}
+                                   : MatrixView{A.data + m0 * A.row_stride, A.row_stride, A.col_stride};
+    for (int64_t i = 0; i < count; ++i) {
+      chunk_times_panel(rows, pack_a, m1 - m0, Bs[i], p, accumulate, C + i * c_stride + m0 * ldc, ldc, bias);
+    }
+  }
+}
+
+int64_t row_chunks(int64_t M) { return (M + kRowChunk - 1) / kRowChunk; }
+
+}  // namespace
+
+void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate, float* C, int64_t ldc,
+          const float* bias) {
+  if (M == 0 || B.N == 0) return;
+  const int64_t panels = B.panels();
+  const int64_t tiles = row_chunks(M) * panels;
+  auto run = [&](int64_t t0, int64_t t1) { run_tiles(M, A, &B, 1, 0, 0, panels, t0, t1, accumulate, C, ldc, bias); };
+  if (2 * M * B.N * B.K < kParallelFlops || tiles == 1) {
     run(0, tiles);
   } else {
     at::parallel_for(0, tiles, 1, run);
   }
 }
+
+void gemm_panels(int64_t M, const MatrixView& A, const PackedMatrix* Bs, int64_t count, int64_t c_stride,
+                 int64_t p0, int64_t p1, bool accumulate, float* C, int64_t ldc) {
+  p1 = std::min(p1, Bs[0].panels());
+  if (M == 0 || p1 <= p0 || count == 0) return;
+  run_tiles(M, A, Bs, count, c_stride, p0, p1 - p0, 0, row_chunks(M) * (p1 - p0), accumulate, C, ldc, nullptr);
+}
+
+bool worth_threads(int64_t flops) { return flops >= kParallelFlops; }
 
 }  // namespace avx512
 }  // namespace fused_rnn

@@ -38,5 +38,14 @@ struct MatrixView {
 void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate, float* C, int64_t ldc,
           const float* bias = nullptr);
 
+// A times each of `count` same-shaped matrices Bs[i] into C + i * c_stride, restricted to
+// panels [p0, p1) (columns [32 p0, 32 p1)), on the calling thread: for callers that split
+// the columns over threads themselves. A is packed once for all Bs.
+void gemm_panels(int64_t M, const MatrixView& A, const PackedMatrix* Bs, int64_t count, int64_t c_stride,
+                 int64_t p0, int64_t p1, bool accumulate, float* C, int64_t ldc);
+
+// Whether a product of this many flops pays for a parallel region.
+bool worth_threads(int64_t flops);
+
 }  // namespace avx512
 }  // namespace fused_rnn

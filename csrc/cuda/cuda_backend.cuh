@@ -182,6 +182,19 @@ struct CudaBackend {
   static at::Tensor mm(const at::Tensor& a, const at::Tensor& b) { return a.mm(b); }
 
   template <typename T>
+  static Weight<T> prepare_recurrent_weight(const T* w_hh, int64_t G, int64_t H, int64_t P) {
+    return prepare_weight<T>(w_hh, G * H, P, true);
+  }
+
+  // One time step: target(b, G*H) (+)= h_prev W_hh^T, then the cell's pointwise kernel.
+  template <class Cell, typename T>
+  static void recurrent_step(int64_t b, const T* h_prev, int64_t P, const Weight<T>& w, T* target, int64_t target_ld,
+                             bool accumulate, const ForwardStep<T>& step, int64_t H) {
+    gemm_weight<T>(b, h_prev, P, w, accumulate ? 1 : 0, target, target_ld);
+    forward_step<Cell, T>(step, b, H);
+  }
+
+  template <typename T>
   static void copy_rows(T* dst, int64_t dst_ld, const T* src, int64_t src_ld, int64_t rows, int64_t cols) {
     if (rows == 0 || cols == 0) return;
     C10_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_ld * sizeof(T), src, src_ld * sizeof(T), cols * sizeof(T), rows,
