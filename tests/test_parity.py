@@ -41,6 +41,9 @@ COMMON = [
     dict(dtype=F32, unbatched=True, hx=False, bias=False),
     # rows * hidden above the CPU kernels' parallel grain: the multi-threaded pointwise path
     dict(dtype=F32, T=3, N=160, I=8, H=256),
+    # recurrent GEMM above the threading threshold with H not a multiple of the 32-column
+    # panels: hidden units split over threads, each running its own pointwise step
+    dict(dtype=F32, T=4, N=96, I=8, H=136, layers=2, bidirectional=True),
 ]
 
 PROJECTED = [
