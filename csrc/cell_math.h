@@ -218,7 +218,8 @@ struct SimpleCell {
   static FR_HD void backward(const BackwardStep<T>& s, int64_t r, int64_t j, int64_t H) {
     const acc_t h = static_cast<acc_t>(s.ws[r * s.ws_ld + j]);
     const acc_t dh = total_dh<acc_t>(s, r, j);
-    const acc_t slope = kAct == Activation::kTanh ? acc_t(1) - h * h : acc_t(h > acc_t(0) ? 1 : 0);
+    // relu: torch passes the gradient wherever h <= 0 is false, NaN included.
+    const acc_t slope = kAct == Activation::kTanh ? acc_t(1) - h * h : acc_t(h <= acc_t(0) ? 0 : 1);
     s.dgates[r * s.dgates_ld + j] = static_cast<T>(dh * slope);
   }
 };

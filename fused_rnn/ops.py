@@ -10,7 +10,10 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from torch.autograd import forward_ad
+
 from . import _C  # noqa: F401  (loading the library registers the ops)
+from . import reference
 
 _ops = torch.ops.fused_rnn
 _GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -147,10 +150,23 @@ def cast(tensors: Sequence[Optional[Tensor]], dtype: torch.dtype) -> List[Option
 
 
 
+def _needs_reference(*tensors: Optional[Tensor]) -> bool:
+    """True under forward-mode AD or a torch.func transform (grad, jvp, vmap), which the
+    fused ops do not implement: the layer then runs the reference loops of reference.py
+    (plain differentiable torch ops, slower) instead of silently losing tangents."""
+    if torch.compiler.is_compiling():
+        return False
+    if torch._C._functorch.peek_interpreter_stack() is not None:
+        return True
+    return any(t is not None and forward_ad.unpack_dual(t).tangent is not None for t in tensors)
+
+
 def lstm_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
                b_ih: Optional[Tensor], b_hh: Optional[Tensor], w_hr: Optional[Tensor],
                reverse: bool) -> Tuple[Tensor, Tensor, Tensor]:
     """One LSTM layer in one direction: returns (output (R, P), h_n (N, P), c_n (N, H))."""
+    if _needs_reference(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
+        return reference.lstm_layer(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse)
     output, h_n, c_n, _ = _ops.lstm_forward(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse)
     return output, h_n, c_n
 
@@ -158,6 +174,8 @@ def lstm_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, c0: Tensor, w_ih:
 def gru_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor,
               b_ih: Optional[Tensor], b_hh: Optional[Tensor], reverse: bool) -> Tuple[Tensor, Tensor]:
     """One GRU layer in one direction: returns (output (R, H), h_n (N, H))."""
+    if _needs_reference(input, h0, w_ih, w_hh, b_ih, b_hh):
+        return reference.stateless_layer("gru", input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse)
     output, h_n, _ = _ops.gru_forward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse)
     return output, h_n
 
@@ -166,5 +184,7 @@ def rnn_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, w_ih: Tensor, w_hh
               b_ih: Optional[Tensor], b_hh: Optional[Tensor], relu: bool,
               reverse: bool) -> Tuple[Tensor, Tensor]:
     """One vanilla RNN layer (tanh, or relu) in one direction: returns (output (R, H), h_n (N, H))."""
+    if _needs_reference(input, h0, w_ih, w_hh, b_ih, b_hh):
+        return reference.stateless_layer("rnn", input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse)
     output, h_n, _ = _ops.rnn_forward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse)
     return output, h_n

@@ -210,11 +210,9 @@ def test_jacobian_matches(kind):
     assert_close(jacobians[1], jacobians[0], what="jacobian")
 
 
-# ---- known limitations (strict: they fail loudly once fixed) -------------------------------------
+# ---- forward-mode AD and torch.func transforms (served by the reference loops) ------------------
 
 
-@pytest.mark.xfail(strict=True, reason="torch.library.register_autograd gives no forward-mode formula: the "
-                                       "fused ops drop the tangent SILENTLY (jvp returns zeros)")
 def test_forward_mode_jvp_matches_torch_nn():
     ref, fused = make_pair("GRU", 3, 4)
     x, v = randn(4, 2, 3, seed=1), randn(4, 2, 3, seed=2)
@@ -222,9 +220,6 @@ def test_forward_mode_jvp_matches_torch_nn():
     assert_close(tangents[1], tangents[0], what="jvp")
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="torch.library.register_autograd builds an autograd.Function without "
-                          "setup_context, which functorch transforms (torch.func.grad) refuse")
 def test_torch_func_grad_matches_torch_nn():
     ref, fused = make_pair("LSTM", 3, 4)
     x = randn(4, 2, 3, seed=1)

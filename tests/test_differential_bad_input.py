@@ -485,15 +485,9 @@ _deviate(["GRU", "RNN_relu"], ["hx-tuple-for-single-state", "hx-list-for-single-
 # such an h0. fused_rnn refuses it everywhere.
 _deviate(["LSTM", "LSTM_proj", "LSTMCell"], ["c0-float32"], None, "RuntimeError")
 
-# Bugs in csrc/ (not editable from here): expected to fail until fixed, strictly.
-# relu'(NaN): torch.nn's relu backward passes the gradient where the output is NaN
-# (threshold_backward: x <= 0 ? 0 : grad); csrc/cell_math.h SimpleCell::backward uses
-# `h > 0 ? 1 : 0`, which drops it, so the weight and bias gradients differ where a unit is
-# NaN but others are not (once NaN has spread to every unit, both are NaN everywhere).
-_RELU_NAN = "relu backward at NaN (csrc/cell_math.h)"
-KNOWN_BUGS = {(f, c): _RELU_NAN for f, cases in [
-    ("RNN_relu", ["input-nan", "input-inf", "input-minus-inf", "h0-nan"]),
-    ("RNNCell_relu", ["input-nan", "h0-nan", "weight-hh-nan"])] for c in cases}
+# Known fused_rnn bugs the table shows, expected to fail (strictly) until fixed. relu'(NaN)
+# was one: torch passes the gradient where the output is NaN (x <= 0 ? 0 : grad).
+KNOWN_BUGS = {}  # (family, case) -> description of a fused_rnn bug this table shows
 
 
 def deviation(case_id):
