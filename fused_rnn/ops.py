@@ -146,7 +146,7 @@ def kernel_dtype(x: Tensor) -> torch.dtype:
 
 def cast(tensors: Sequence[Optional[Tensor]], dtype: torch.dtype) -> List[Optional[Tensor]]:
     """The tensors in dtype (None stays None); differentiable, a no-op when already so."""
-    return [None if t is None else t.to(dtype) for t in tensors]
+    return [t if t is None or t.dtype == dtype else t.to(dtype) for t in tensors]
 
 
 
@@ -158,6 +158,8 @@ def _needs_reference(*tensors: Optional[Tensor]) -> bool:
         return False
     if torch._C._functorch.peek_interpreter_stack() is not None:
         return True
+    if forward_ad._current_level < 0:  # no dual_level is active: no tensor can carry a tangent
+        return False
     return any(t is not None and forward_ad.unpack_dual(t).tangent is not None for t in tensors)
 
 
