@@ -13,6 +13,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: all build test bench sanitize clean
+SAN := build/sanitize
 
 all: build
 
@@ -42,6 +43,21 @@ test: build
 
 bench: build
 	$(PY) bench/throughput.py $(BENCH_ARGS)
+
+# The CPU extension built with AddressSanitizer and UndefinedBehaviorSanitizer into a copy
+# of the package under $(SAN), and the CPU test suite run against it (CUDA and
+# torch.compile tests left out: the first need a GPU, the second compile C++ with inductor).
+# Python itself is not instrumented, so the ASan runtime is preloaded; leak detection is off
+# because CPython and torch keep allocations until exit.
+sanitize: $(READY)
+	rm -rf $(SAN)/pkg && mkdir -p $(SAN)/pkg
+	cp -r tests conftest.py $(SAN)/pkg/ && mkdir -p $(SAN)/pkg/fused_rnn && cp fused_rnn/*.py $(SAN)/pkg/fused_rnn/
+	FUSED_RNN_CUDA=0 FUSED_RNN_SANITIZE=1 $(PY) setup.py build_ext --build-temp $(SAN)/tmp --build-lib $(SAN)/pkg
+	cd $(SAN)/pkg && LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:alloc_dealloc_mismatch=0:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(abspath $(PY)) -m pytest -q -p no:cacheprovider tests \
+	  --ignore=tests/test_cuda.py --ignore=tests/test_compile.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf build fused_rnn/_C*.so $(BUILT) *.egg-info

@@ -70,6 +70,10 @@ sources = ["csrc/fused_rnn.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
 # it silently runs on one thread. At run time the libgomp torch has loaded is reused.
 cxx_flags = ["-O3", "-std=c++20", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"]
 link_flags = ["-fopenmp"]
+if os.environ.get("FUSED_RNN_SANITIZE") == "1":  # `make sanitize`: AddressSanitizer + UBSan
+    sanitizers = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+    cxx_flags = [f for f in cxx_flags if f != "-O3"] + ["-O1", "-g"] + sanitizers
+    link_flags += sanitizers
 define_macros = []
 if use_cuda:
     sources += sorted(glob.glob("csrc/cuda/*.cu"))

@@ -20,8 +20,11 @@ def register() -> None:
     was chosen already (by --hypothesis-profile, or by an earlier call)."""
     common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
     settings.register_profile("ci", max_examples=25, derandomize=True, database=None, **common)
-    settings.register_profile("long", max_examples=500, **common)
-    if settings.get_current_profile_name() == "default":
+    # Explicit derandomize=False: a new profile inherits the active settings, and with CI=true
+    # in the environment hypothesis starts from its own derandomized "ci" profile.
+    settings.register_profile("long", max_examples=500, derandomize=False, **common)
+    # "ci" too: hypothesis loads its built-in profile of that name when it detects a CI run.
+    if settings.get_current_profile_name() in ("default", "ci"):
         settings.load_profile(os.environ.get(ENV_VAR) or DEFAULT)
 
 

@@ -146,7 +146,7 @@ struct CpuBackend {
       }
     }
     const int64_t N = w.transpose ? w.rows : w.cols, K = w.transpose ? w.cols : w.rows;
-    if (bias && beta == 0) {
+    if (bias && beta == 0 && N > 0) {
       for (int64_t r = 0; r < M; ++r) std::memcpy(C + r * ldc, bias, N * sizeof(T));
       beta = 1;
     }
@@ -207,6 +207,7 @@ struct CpuBackend {
 
   template <typename T>
   static void copy_rows(T* dst, int64_t dst_ld, const T* src, int64_t src_ld, int64_t rows, int64_t cols) {
+    if (rows == 0 || cols == 0) return;  // empty tensors may have null data pointers
     for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * dst_ld, src + r * src_ld, cols * sizeof(T));
   }
 
