@@ -39,38 +39,33 @@ constexpr int64_t kParallelGrain = 32768;
 
 #define FUSED_RNN_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,fma")))
 
-// One pointwise step over rows [r0, r1) and hidden units [j0, j1). `omp simd` states what
-// the compiler cannot prove: the units j of a row are independent (in-place updates touch
-// only element j).
-#define FUSED_RNN_ROWS_LOOP(METHOD)                                               \
-  for (int64_t r = r0; r < r1; ++r) {                                             \
-    _Pragma("omp simd") for (int64_t j = j0; j < j1; ++j) Cell::template METHOD<T>(s, r, j, H); \
+// One pointwise step (the cell's forward, or its backward) over rows [r0, r1) and hidden
+// units [j0, j1), compiled twice: for AVX-512 (chosen at run time) and for the baseline
+// ISA. `omp simd` states what the compiler cannot prove: the units j of a row are
+// independent (in-place updates touch only element j).
+#define FUSED_RNN_ROWS_LOOP                                                                  \
+  for (int64_t r = r0; r < r1; ++r) {                                                        \
+    _Pragma("omp simd") for (int64_t j = j0; j < j1; ++j) {                                  \
+      if constexpr (kForward) Cell::template forward<T>(s, r, j, H);                         \
+      else Cell::template backward<T>(s, r, j, H);                                           \
+    }                                                                                        \
   }
 
-template <class Cell, typename T, typename Step>
-FUSED_RNN_TARGET_AVX512 void forward_rows_avx512(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1,
-                                                 int64_t H) {
-  FUSED_RNN_ROWS_LOOP(forward)
+template <bool kForward, class Cell, typename T, typename Step>
+FUSED_RNN_TARGET_AVX512 void rows_avx512(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t H) {
+  FUSED_RNN_ROWS_LOOP
 }
-template <class Cell, typename T, typename Step>
-void forward_rows_generic(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t H) {
-  FUSED_RNN_ROWS_LOOP(forward)
-}
-template <class Cell, typename T, typename Step>
-FUSED_RNN_TARGET_AVX512 void backward_rows_avx512(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1,
-                                                  int64_t H) {
-  FUSED_RNN_ROWS_LOOP(backward)
-}
-template <class Cell, typename T, typename Step>
-void backward_rows_generic(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t H) {
-  FUSED_RNN_ROWS_LOOP(backward)
+template <bool kForward, class Cell, typename T, typename Step>
+void rows_generic(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t H) {
+  FUSED_RNN_ROWS_LOOP
 }
 
-template <class Cell, typename T>
-void forward_rows(const ForwardStep<T>& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t H) {
-  avx512::available() ? forward_rows_avx512<Cell, T>(s, r0, r1, j0, j1, H)
-                      : forward_rows_generic<Cell, T>(s, r0, r1, j0, j1, H);
+template <bool kForward, class Cell, typename T, typename Step>
+void pointwise_rows(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t H) {
+  avx512::available() ? rows_avx512<kForward, Cell, T>(s, r0, r1, j0, j1, H)
+                      : rows_generic<kForward, Cell, T>(s, r0, r1, j0, j1, H);
 }
+
 
 // A weight matrix W (rows, cols), row-major, prepared once per op call as the right-hand
 // GEMM operand op(W) = W^T (transpose) or W of every time step.
@@ -178,7 +173,7 @@ struct CpuBackend {
         const int64_t unit_panels = (H + avx512::kPanel - 1) / avx512::kPanel;
         auto units = [&](int64_t u0, int64_t u1) {
           avx512::gemm_panels(b, {h_prev, P, 1}, w.per_gate.data(), G, H, u0, u1, accumulate, target, target_ld);
-          forward_rows<Cell, T>(step, 0, b, u0 * avx512::kPanel, std::min(H, u1 * avx512::kPanel), H);
+          pointwise_rows<true, Cell, T>(step, 0, b, u0 * avx512::kPanel, std::min(H, u1 * avx512::kPanel), H);
         };
         if (unit_panels > 1 && avx512::worth_threads(2 * b * G * H * P)) {
           at::parallel_for(0, unit_panels, 1, units);
@@ -230,15 +225,12 @@ struct CpuBackend {
 
   template <class Cell, typename T>
   static void forward_step(const ForwardStep<T>& s, int64_t rows, int64_t H) {
-    for_rows(rows, H, [&](int64_t r0, int64_t r1) { forward_rows<Cell, T>(s, r0, r1, 0, H, H); });
+    for_rows(rows, H, [&](int64_t r0, int64_t r1) { pointwise_rows<true, Cell, T>(s, r0, r1, 0, H, H); });
   }
 
   template <class Cell, typename T>
   static void backward_step(const BackwardStep<T>& s, int64_t rows, int64_t H) {
-    const bool wide = avx512::available();
-    for_rows(rows, H, [&](int64_t r0, int64_t r1) {
-      wide ? backward_rows_avx512<Cell, T>(s, r0, r1, 0, H, H) : backward_rows_generic<Cell, T>(s, r0, r1, 0, H, H);
-    });
+    for_rows(rows, H, [&](int64_t r0, int64_t r1) { pointwise_rows<false, Cell, T>(s, r0, r1, 0, H, H); });
   }
 };
 

@@ -23,23 +23,18 @@ inline unsigned int blocks_for(int64_t elements) {
   return static_cast<unsigned int>(std::min<int64_t>(std::max<int64_t>(blocks, 1), 65535));
 }
 
-template <class Cell, typename T>
-__global__ void forward_step_kernel(ForwardStep<T> s, int64_t rows, int64_t H) {
+// One pointwise step (the cell's forward, or its backward): one thread per (row, unit).
+template <bool kForward, class Cell, typename T, typename Step>
+__global__ void step_kernel(Step s, int64_t rows, int64_t H) {
   using acc_t = at::opmath_type<T>;
   const int64_t n = rows * H;
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < n; idx += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = idx / H;
-    Cell::template forward<acc_t>(s, r, idx - r * H, H);
-  }
-}
-
-template <class Cell, typename T>
-__global__ void backward_step_kernel(BackwardStep<T> s, int64_t rows, int64_t H) {
-  using acc_t = at::opmath_type<T>;
-  const int64_t n = rows * H;
-  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < n; idx += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = idx / H;
-    Cell::template backward<acc_t>(s, r, idx - r * H, H);
+    if constexpr (kForward) {
+      Cell::template forward<acc_t>(s, r, idx - r * H, H);
+    } else {
+      Cell::template backward<acc_t>(s, r, idx - r * H, H);
+    }
   }
 }
 
@@ -211,14 +206,14 @@ struct CudaBackend {
 
   template <class Cell, typename T>
   static void forward_step(const ForwardStep<T>& s, int64_t rows, int64_t H) {
-    forward_step_kernel<Cell, T><<<blocks_for(rows * H), kThreadsPerBlock, 0, at::cuda::getCurrentCUDAStream()>>>(
+    step_kernel<true, Cell, T><<<blocks_for(rows * H), kThreadsPerBlock, 0, at::cuda::getCurrentCUDAStream()>>>(
         s, rows, H);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
   template <class Cell, typename T>
   static void backward_step(const BackwardStep<T>& s, int64_t rows, int64_t H) {
-    backward_step_kernel<Cell, T><<<blocks_for(rows * H), kThreadsPerBlock, 0, at::cuda::getCurrentCUDAStream()>>>(
+    step_kernel<false, Cell, T><<<blocks_for(rows * H), kThreadsPerBlock, 0, at::cuda::getCurrentCUDAStream()>>>(
         s, rows, H);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
