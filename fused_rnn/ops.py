@@ -106,8 +106,10 @@ def _stateless_setup_context(ctx, inputs, output):
     input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh = inputs[:7]
     out, h_n, workspace = output
     ctx.mark_non_differentiable(workspace)
-    ctx.save_for_backward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, out, workspace)
     ctx.flags = inputs[7:]  # (reverse,) for GRU, (relu, reverse) for RNN
+    # A vanilla RNN's workspace holds exactly its output (the activated h): keep one copy.
+    kept_workspace = None if len(ctx.flags) == 2 else workspace
+    ctx.save_for_backward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, out, kept_workspace)
 
 
 def _make_stateless_backward(kind):
@@ -115,6 +117,7 @@ def _make_stateless_backward(kind):
 
     def backward(ctx, grad_out, grad_h_n, _grad_workspace):
         input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, out, workspace = ctx.saved_tensors
+        workspace = out if workspace is None else workspace
         if torch.is_grad_enabled():
             from .reference import stateless_layer_grads
             return stateless_layer_grads(kind, ctx, grad_out, grad_h_n)
