@@ -74,7 +74,9 @@ class _FusedRNNBase(nn.RNNBase):
     def _pack_state(self, states: Sequence[Tensor]) -> _State:
         return states[0] if self._state_count == 1 else (states[0], states[1])
 
-    def forward(self, input, hx=None):
+    def forward(self, input: Union[Tensor, PackedSequence],
+                hx: Optional[_State] = None) -> Tuple[Union[Tensor, PackedSequence], _State]:
+        """torch.nn's forward: `out, h_n = gru(input, h_0)`; `out, (h_n, c_n) = lstm(input, (h_0, c_0))`."""
         name = type(self).__name__
         packed = isinstance(input, PackedSequence)
         if packed:
