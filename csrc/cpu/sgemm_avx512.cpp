@@ -98,8 +98,9 @@ void pack_rows(const MatrixView& A, int64_t m0, int64_t m1, int64_t K, float* pa
   int64_t m = m0;
   for (int64_t t = 0; t < tiles.count; ++t) {
     const int64_t rows = tiles.size(t);
-    for (int64_t k = 0; k < K; ++k) {
-      for (int64_t r = 0; r < rows; ++r) packed[k * rows + r] = A.data[(m + r) * A.row_stride + k * A.col_stride];
+    for (int64_t r = 0; r < rows; ++r) {  // read each row of A sequentially
+      const float* row = A.data + (m + r) * A.row_stride;
+      for (int64_t k = 0; k < K; ++k) packed[k * rows + r] = row[k * A.col_stride];
     }
     packed += rows * K;
     m += rows;
@@ -194,7 +195,8 @@ void run_tiles(int64_t M, const MatrixView& A, const PackedMatrix* Bs, int64_t c
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t chunk = t / panels, p = p0 + t - chunk * panels;
     const int64_t m0 = chunk * kRowChunk, m1 = std::min(M, m0 + kRowChunk);
-    const bool pack_a = m1 - m0 >= kPackRowsFrom;
+    // A column-major A already reads as one stream per tile (a row of k is contiguous).
+    const bool pack_a = m1 - m0 >= kPackRowsFrom && A.col_stride == 1;
     if (pack_a && chunk != packed_chunk) {
       if (packed.size() < static_cast<size_t>((m1 - m0) * B.K)) packed.resize((m1 - m0) * B.K);
       pack_rows(A, m0, m1, B.K, packed.data());
