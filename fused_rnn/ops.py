@@ -78,11 +78,18 @@ def _or_zeros(grad: Optional[Tensor], like: Tensor) -> Tensor:
     return torch.zeros_like(like) if grad is None else grad
 
 
+def _output_to_keep(batch_sizes: Tensor, out: Tensor, h_n: Tensor) -> Tensor:
+    """The output for backward. With one full time step (a Cell) it equals h_n, which the
+    caller keeps anyway, whereas a Cell drops `out`: saving h_n keeps one copy alive, not two."""
+    return h_n if batch_sizes.shape[0] == 1 and out.shape[0] == h_n.shape[0] else out
+
+
 def _lstm_setup_context(ctx, inputs, output):
     input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse = inputs
     out, h_n, c_n, workspace = output
     ctx.mark_non_differentiable(workspace)
-    ctx.save_for_backward(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, out, workspace)
+    ctx.save_for_backward(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
+                          _output_to_keep(batch_sizes, out, h_n), workspace)
     ctx.reverse = reverse
 
 
@@ -109,7 +116,8 @@ def _stateless_setup_context(ctx, inputs, output):
     ctx.flags = inputs[7:]  # (reverse,) for GRU, (relu, reverse) for RNN
     # A vanilla RNN's workspace holds exactly its output (the activated h): keep one copy.
     kept_workspace = None if len(ctx.flags) == 2 else workspace
-    ctx.save_for_backward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, out, kept_workspace)
+    ctx.save_for_backward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, _output_to_keep(batch_sizes, out, h_n),
+                          kept_workspace)
 
 
 def _make_stateless_backward(kind):

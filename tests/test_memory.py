@@ -145,7 +145,8 @@ def test_no_grad_forward_leaves_only_its_outputs_allocated(kind):
 
 def saved_bytes(module, x):
     """(all, extra): bytes of the distinct storages autograd saves for backward during
-    module(x); extra leaves out the parameters' and the input's (alive anyway)."""
+    module(x); extra leaves out the parameters', the input's and the returned outputs'
+    (alive anyway while the caller holds them): what the graph alone keeps alive."""
     storages = {}
 
     def pack(t):
@@ -156,6 +157,7 @@ def saved_bytes(module, x):
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         result = module(x)
     owned = {p.untyped_storage().data_ptr() for p in module.parameters()} | {x.untyped_storage().data_ptr()}
+    owned |= {t.untyped_storage().data_ptr() for t in flat(result)}
     total = sum(storages.values())
     extra = sum(n for ptr, n in storages.items() if ptr not in owned)
     del result
@@ -174,7 +176,7 @@ SAVED_CASES = [
 
 @pytest.mark.parametrize("kind,kwargs", SAVED_CASES,
                          ids=[f"{k}-{'x'.join(map(str, kw.values())) or 'cell'}" for k, kw in SAVED_CASES])
-def test_saved_for_backward_at_most_twice_torch_nn(kind, kwargs, capsys, record_property):
+def test_saved_for_backward_no_more_than_torch_nn(kind, kwargs, capsys, record_property):
     torch.manual_seed(0)
     if kind in CELLS:
         ref = getattr(nn, kind)(64, 64)
@@ -193,7 +195,12 @@ def test_saved_for_backward_at_most_twice_torch_nn(kind, kwargs, capsys, record_
     record_property("saved_bytes", line)
     with capsys.disabled():
         print("\n" + line)
-    assert fused_extra <= 2 * torch_extra, line
+    # No more than torch.nn keeps, up to the batch_sizes vectors (8 bytes per step per layer
+    # and direction). LSTMCell is the known exception: its workspace row [i f g o c] holds c,
+    # which for a single step is also the returned c_1, so it keeps 7H floats per row where
+    # torch.nn keeps 6H (ratio 1.17).
+    allowance = 1.2 if kind == "LSTMCell" else 1.0
+    assert fused_extra <= allowance * torch_extra + 1024, line
     assert fused_all <= 2 * torch_all, line
 
 
