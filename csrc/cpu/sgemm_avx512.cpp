@@ -17,12 +17,9 @@ namespace {
 
 constexpr int kRows = 12;           // rows per micro-tile: 24 accumulators + 2 B registers
 constexpr int64_t kRowChunk = 192;  // rows of A kept hot in L2 while sweeping all panels
-#ifndef FUSED_RNN_DEPTH_BLOCK
-#define FUSED_RNN_DEPTH_BLOCK 128
-#endif
-constexpr int64_t kDepthBlock = FUSED_RNN_DEPTH_BLOCK;  // k per pass: the (kDepthBlock, 32) panel slice stays in L1
+constexpr int64_t kDepthBlock = 128;  // k per pass: the (kDepthBlock, 32) panel slice stays in L1
 constexpr int64_t kParallelFlops = int64_t(1) << 17;  // below this a GEMM stays on one thread: a
-// parallel region costs about a microsecond with hot OpenMP threads (measured, bench/README.md)
+// parallel region costs 1-2 us with hot OpenMP threads (measured, bench/README.md)
 
 #define FUSED_RNN_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,fma")))
 
