@@ -9,6 +9,7 @@
 //   mm(a, b)                                          a whole-sequence product, once per call
 //   prepare_recurrent_weight<T>(W_hh, G, H, P), recurrent_step<Cell, T>(...)
 //                                                     one step: recurrent GEMM + pointwise step
+//   run_recurrent_loop<Cell, T>(...)                  optionally, the whole forward loop at once
 //   copy_rows<T>(dst, dst_ld, src, src_ld, rows, cols)
 //   add_rows<T>(dst, a, a_ld, b, b_ld, rows, cols)      dst contiguous (rows, cols)
 //   forward_step<Cell, T>(ForwardStep, rows, H) / backward_step<Cell, T>(BackwardStep, rows, H)
@@ -53,6 +54,19 @@ struct StepPlan {
       row += batch[t];
     }
   }
+};
+
+// One forward time step as pointers: `rows` active rows; target(rows, G*H) (+)= h_prev
+// W_hh^T (accumulate: onto the input projection), then the pointwise `step`, which writes
+// h into `output` (rows, P) (or into the projection's input).
+template <typename T>
+struct RecurrentStep {
+  int64_t rows;
+  ForwardStep<T> step;
+  T* target;
+  int64_t target_ld;
+  bool accumulate;
+  T* output;
 };
 
 template <class Backend, class Cell, typename T>
@@ -100,33 +114,41 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
   const at::Tensor b_hh = Cell::kHiddenGatesApart && !a.b_hh.defined() ? at::zeros({GH}, a.input.options()) : a.b_hh;
   T* h_pre = projected ? h_unprojected.template data_ptr<T>() : nullptr;
 
-  for (int64_t s = 0; s < plan.steps(); ++s) {
+  // Everything one step needs, as pointers; a pure function of s.
+  auto step_at = [&](int64_t s) {
     const int64_t t = plan.time_of(s);
-    const int64_t b = plan.batch[t];
-    if (b == 0) continue;
+    RecurrentStep<T> spec{};
+    spec.rows = plan.batch[t];
     T* ws_t = ws + plan.offset[t] * WH;
-    T* out_t = output + plan.offset[t] * P;
-    ForwardStep<T> step{};
-    step.ws = ws_t;
-    step.ws_ld = WH;
-    step.hidden_gates = hidden;
-    step.b_hh = Cell::kHiddenGatesApart ? b_hh.template data_ptr<T>() : nullptr;
-    step.h_prev = h_state;
-    step.c_state = c_state;
+    spec.output = output + plan.offset[t] * P;
+    spec.step.ws = ws_t;
+    spec.step.ws_ld = WH;
+    spec.step.hidden_gates = hidden;
+    spec.step.b_hh = Cell::kHiddenGatesApart ? b_hh.template data_ptr<T>() : nullptr;
+    spec.step.h_prev = h_state;
+    spec.step.c_state = c_state;
     // The step writes h only to the step's output rows, never to h_state: on the CPU the
-    // recurrent GEMM of other hidden units may still be reading h_state (recurrent_step
-    // splits units over threads). h_state is updated from the output after the step.
-    step.h_out = projected ? h_pre : out_t;
-    step.h_out_ld = projected ? H : P;
+    // recurrent GEMM of other hidden units may still be reading h_state (the units are
+    // split over threads). h_state is updated from the output after the step.
+    spec.step.h_out = projected ? h_pre : spec.output;
+    spec.step.h_out_ld = projected ? H : P;
     // GRU's recurrent product goes to its own buffer (r multiplies it); LSTM's and RNN's
     // accumulate onto the input projection in the workspace.
-    if (Cell::kHiddenGatesApart) {
-      Backend::template recurrent_step<Cell, T>(b, h_state, P, w_hh, hidden, GH, false, step, H);
-    } else {
-      Backend::template recurrent_step<Cell, T>(b, h_state, P, w_hh, ws_t, WH, true, step, H);
-    }
-    if (projected) Backend::template gemm_weight<T>(b, h_pre, H, w_hr, 0, out_t, P);
-    Backend::template copy_rows<T>(h_state, P, out_t, P, b, P);
+    spec.target = Cell::kHiddenGatesApart ? hidden : ws_t;
+    spec.target_ld = Cell::kHiddenGatesApart ? GH : WH;
+    spec.accumulate = !Cell::kHiddenGatesApart;
+    return spec;
+  };
+  if (Backend::template run_recurrent_loop<Cell, T>(plan.steps(), w_hh, h_state, H, P, N, projected, step_at)) {
+    return out;
+  }
+  for (int64_t s = 0; s < plan.steps(); ++s) {
+    const RecurrentStep<T> spec = step_at(s);
+    if (spec.rows == 0) continue;
+    Backend::template recurrent_step<Cell, T>(spec.rows, h_state, P, w_hh, spec.target, spec.target_ld,
+                                              spec.accumulate, spec.step, H);
+    if (projected) Backend::template gemm_weight<T>(spec.rows, h_pre, H, w_hr, 0, spec.output, P);
+    Backend::template copy_rows<T>(h_state, P, spec.output, P, spec.rows, P);
   }
   return out;
 }

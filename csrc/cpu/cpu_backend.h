@@ -4,6 +4,7 @@
 // everything else the BLAS that libtorch_cpu exports (MKL on x86 wheels).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <omp.h>
 
 #include <cstring>
 #include <type_traits>
@@ -185,6 +186,49 @@ struct CpuBackend {
     }
     gemm_weight<T>(b, h_prev, P, w.whole, accumulate ? 1 : 0, target, target_ld);
     forward_step<Cell, T>(step, b, H);
+  }
+
+  // The whole forward time loop in ONE parallel region, instead of one region per step:
+  // each thread owns a range of hidden units for every step (its GEMM columns and its
+  // pointwise units) and the threads meet at two barriers per step (the GEMMs have read
+  // h_state; h_state holds the new h). A barrier costs a fraction of a region's fork/join.
+  // `step_at(s)` gives step s's rows b, ForwardStep, GEMM target and output rows; it must be
+  // a pure function (every thread calls it). Returns false where it does not apply (the
+  // caller then runs recurrent_step per step): not float32 AVX-512, a projected LSTM, too
+  // little work to split, or already inside a parallel region.
+  template <class Cell, typename T, class StepAt>
+  static bool run_recurrent_loop(int64_t steps, const CpuRecurrentWeight<T>& w, T* h_state, int64_t H, int64_t P,
+                                 int64_t max_rows, bool projected, StepAt&& step_at) {
+    if constexpr (!std::is_same_v<T, float>) {
+      return false;
+    } else {
+      const int64_t G = static_cast<int64_t>(w.per_gate.size());
+      const int64_t unit_panels = (H + avx512::kPanel - 1) / avx512::kPanel;
+      const int64_t threads = std::min<int64_t>(at::get_num_threads(), unit_panels);
+      if (G == 0 || projected || threads < 2 || at::in_parallel_region() ||
+          !avx512::worth_threads(2 * max_rows * G * H * P)) {
+        return false;
+      }
+#pragma omp parallel num_threads(threads)
+      {
+        const int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
+        const int64_t u0 = unit_panels * id / n, u1 = unit_panels * (id + 1) / n;
+        const int64_t j0 = std::min(H, u0 * avx512::kPanel), j1 = std::min(H, u1 * avx512::kPanel);
+        for (int64_t s = 0; s < steps; ++s) {
+          const auto spec = step_at(s);
+          if (spec.rows == 0) continue;  // the same for every thread: barriers stay matched
+          avx512::gemm_panels(spec.rows, {h_state, P, 1}, w.per_gate.data(), G, H, u0, u1, spec.accumulate,
+                              spec.target, spec.target_ld);
+          pointwise_rows<true, Cell, T>(spec.step, 0, spec.rows, j0, j1, H);
+#pragma omp barrier
+          for (int64_t r = 0; r < spec.rows && j1 > j0; ++r) {
+            std::memcpy(h_state + r * P + j0, spec.output + r * P + j0, (j1 - j0) * sizeof(T));
+          }
+#pragma omp barrier
+        }
+      }
+      return true;
+    }
   }
 
   // Whole-sequence product a @ b (once per op call; a may be a transposed view).
