@@ -9,7 +9,7 @@
 //   mm(a, b)                                          a whole-sequence product, once per call
 //   prepare_recurrent_weight<T>(W_hh, G, H, P), recurrent_step<Cell, T>(...)
 //                                                     one step: recurrent GEMM + pointwise step
-//   run_recurrent_loop<Cell, T>(...)                  optionally, the whole forward loop at once
+//   run_recurrent_loop, run_recurrent_backward_loop   optionally, a whole time loop at once
 //   copy_rows<T>(dst, dst_ld, src, src_ld, rows, cols)
 //   add_rows<T>(dst, a, a_ld, b, b_ld, rows, cols)      dst contiguous (rows, cols)
 //   forward_step<Cell, T>(ForwardStep, rows, H) / backward_step<Cell, T>(BackwardStep, rows, H)
@@ -153,6 +153,15 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
   return out;
 }
 
+// One backward time step as pointers: the pointwise `step` over `rows` rows, then
+// dh_state(rows, P) (+)= dgates_hidden W_hh (accumulate: onto GRU's direct term).
+template <typename T>
+struct RecurrentBackwardStep {
+  int64_t rows;
+  BackwardStep<T> step;
+  bool accumulate;
+};
+
 // For every row of the packed sequence, the state it started its step from: the same row
 // of the previously processed step where that step had the row, else the initial state.
 template <class Backend, typename T>
@@ -214,38 +223,44 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
   const auto w_hr = Backend::template prepare_weight<T>(projected ? a.w_hr.template data_ptr<T>() : nullptr,
                                                         projected ? P : 0, H, false);
 
-  for (int64_t s = plan.steps() - 1; s >= 0; --s) {
+  // Everything one backward step needs, as pointers; a pure function of s (the projected
+  // LSTM's dh rows are computed in the per-step loop below, not here).
+  auto step_at = [&](int64_t s) {
     const int64_t t = plan.time_of(s);
-    const int64_t b = plan.batch[t];
-    if (b == 0) continue;
     const int64_t off = plan.offset[t];
-    BackwardStep<T> step{};
-    step.ws = ws + off * WH;
-    step.ws_ld = WH;
-    step.c_prev = Cell::kHasCellState ? c_prev_all.template data_ptr<T>() + off * H : nullptr;
-    step.h_prev = h_prev_all.template data_ptr<T>() + off * P;
-    if (projected) {
-      T* dh_t = dh_all.template data_ptr<T>() + off * P;
-      Backend::template add_rows<T>(dh_t, dh_state, P, grad_out + off * P, P, b, P);
-      Backend::template gemm_weight<T>(b, dh_t, P, w_hr, 0, dh_unprojected.template data_ptr<T>(), H);
-      step.dh = dh_unprojected.template data_ptr<T>();
-      step.dh_ld = H;
-      step.dh_extra = zero_row.template data_ptr<T>();
-      step.dh_extra_ld = 0;
-    } else {
-      step.dh = dh_state;
-      step.dh_ld = P;
-      step.dh_extra = grad_out + off * P;
-      step.dh_extra_ld = P;
+    RecurrentBackwardStep<T> spec{};
+    spec.rows = plan.batch[t];
+    spec.step.ws = ws + off * WH;
+    spec.step.ws_ld = WH;
+    spec.step.c_prev = Cell::kHasCellState ? c_prev_all.template data_ptr<T>() + off * H : nullptr;
+    spec.step.h_prev = h_prev_all.template data_ptr<T>() + off * P;
+    spec.step.dh = projected ? dh_unprojected.template data_ptr<T>() : dh_state;
+    spec.step.dh_ld = projected ? H : P;
+    spec.step.dh_extra = projected ? zero_row.template data_ptr<T>() : grad_out + off * P;
+    spec.step.dh_extra_ld = projected ? 0 : P;
+    spec.step.dc = dc_state;
+    spec.step.dgates = dgates.template data_ptr<T>() + off * GH;
+    spec.step.dgates_ld = GH;
+    spec.step.dgates_hidden = dgates_hidden.template data_ptr<T>() + off * GH;
+    spec.step.dh_prev_direct = dh_state;  // GRU: written before the GEMM accumulates on it
+    spec.accumulate = Cell::kHiddenGatesApart;
+    return spec;
+  };
+  if (!Backend::template run_recurrent_backward_loop<Cell, T>(plan.steps(), w_hh, dh_state, H, P, a.h0.size(0),
+                                                               projected, step_at)) {
+    for (int64_t s = plan.steps() - 1; s >= 0; --s) {
+      const RecurrentBackwardStep<T> spec = step_at(s);
+      if (spec.rows == 0) continue;
+      if (projected) {
+        const int64_t off = plan.offset[plan.time_of(s)];
+        T* dh_t = dh_all.template data_ptr<T>() + off * P;
+        Backend::template add_rows<T>(dh_t, dh_state, P, grad_out + off * P, P, spec.rows, P);
+        Backend::template gemm_weight<T>(spec.rows, dh_t, P, w_hr, 0, dh_unprojected.template data_ptr<T>(), H);
+      }
+      Backend::template backward_step<Cell, T>(spec.step, spec.rows, H);
+      Backend::template gemm_weight<T>(spec.rows, spec.step.dgates_hidden, GH, w_hh, spec.accumulate ? 1 : 0,
+                                       dh_state, P);
     }
-    step.dc = dc_state;
-    step.dgates = dgates.template data_ptr<T>() + off * GH;
-    step.dgates_ld = GH;
-    step.dgates_hidden = dgates_hidden.template data_ptr<T>() + off * GH;
-    step.dh_prev_direct = dh_state;  // GRU: written before the GEMM below accumulates on it
-    Backend::template backward_step<Cell, T>(step, b, H);
-    Backend::template gemm_weight<T>(b, dgates_hidden.template data_ptr<T>() + off * GH, GH, w_hh,
-                                     Cell::kHiddenGatesApart ? 1 : 0, dh_state, P);
   }
 
   // Whole-sequence products, once per call.

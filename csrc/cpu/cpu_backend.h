@@ -231,6 +231,42 @@ struct CpuBackend {
     }
   }
 
+  // The backward time loop in one parallel region, as run_recurrent_loop: each thread owns
+  // hidden units [j0, j1) = state columns [j0, j1) (P == H without projection). Per step it
+  // runs the pointwise backward of its units, waits at ONE barrier (every gate gradient of
+  // the step is written), then computes its columns of dh_state = dgates_hidden W_hh. The
+  // next step's pointwise reads only those columns, so it needs no second barrier.
+  template <class Cell, typename T, class StepAt>
+  static bool run_recurrent_backward_loop(int64_t steps, const CpuWeight<T>& w_hh, T* dh_state, int64_t H,
+                                          int64_t P, int64_t max_rows, bool projected, StepAt&& step_at) {
+    if constexpr (!std::is_same_v<T, float>) {
+      return false;
+    } else {
+      const int64_t G = Cell::kGates;
+      const int64_t unit_panels = (H + avx512::kPanel - 1) / avx512::kPanel;
+      const int64_t threads = std::min<int64_t>(at::get_num_threads(), unit_panels);
+      if (!w_hh.packed.storage.defined() || projected || threads < 2 || at::in_parallel_region() ||
+          !avx512::worth_threads(2 * max_rows * G * H * P)) {
+        return false;
+      }
+#pragma omp parallel num_threads(threads)
+      {
+        const int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
+        const int64_t u0 = unit_panels * id / n, u1 = unit_panels * (id + 1) / n;
+        const int64_t j0 = std::min(H, u0 * avx512::kPanel), j1 = std::min(H, u1 * avx512::kPanel);
+        for (int64_t s = steps - 1; s >= 0; --s) {
+          const auto spec = step_at(s);
+          if (spec.rows == 0) continue;  // the same for every thread: barriers stay matched
+          pointwise_rows<false, Cell, T>(spec.step, 0, spec.rows, j0, j1, H);
+#pragma omp barrier
+          avx512::gemm_panels(spec.rows, {spec.step.dgates_hidden, G * H, 1}, &w_hh.packed, 1, 0, u0, u1,
+                              spec.accumulate, dh_state, P);
+        }
+      }
+      return true;
+    }
+  }
+
   // Whole-sequence product a @ b (once per op call; a may be a transposed view).
   static at::Tensor mm(const at::Tensor& a, const at::Tensor& b) {
     if (a.scalar_type() == at::kFloat && avx512::available() && (a.stride(0) == 1 || a.stride(1) == 1)) {

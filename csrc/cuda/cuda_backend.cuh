@@ -187,6 +187,12 @@ struct CudaBackend {
     return false;
   }
 
+  template <class Cell, typename T, class StepAt>
+  static bool run_recurrent_backward_loop(int64_t, const Weight<T>&, T*, int64_t, int64_t, int64_t, bool,
+                                          StepAt&&) {
+    return false;
+  }
+
   // One time step: target(b, G*H) (+)= h_prev W_hh^T, then the cell's pointwise kernel.
   template <class Cell, typename T>
   static void recurrent_step(int64_t b, const T* h_prev, int64_t P, const Weight<T>& w, T* target, int64_t target_ld,
