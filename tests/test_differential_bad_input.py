@@ -485,10 +485,6 @@ _deviate(["GRU", "RNN_relu"], ["hx-tuple-for-single-state", "hx-list-for-single-
 # such an h0. fused_rnn refuses it everywhere.
 _deviate(["LSTM", "LSTM_proj", "LSTMCell"], ["c0-float32"], None, "RuntimeError")
 
-# Known fused_rnn bugs the table shows, expected to fail (strictly) until fixed. relu'(NaN)
-# was one: torch passes the gradient where the output is NaN (x <= 0 ? 0 : grad).
-KNOWN_BUGS = {}  # (family, case) -> description of a fused_rnn bug this table shows
-
 
 def deviation(case_id):
     return DEVIATIONS.get(tuple(case_id.split("/", 1)))
@@ -515,11 +511,6 @@ def test_fused_matches_torch_nn(results, case_id):
         assert (report["torch"], report["fused"]) == expected, (
             f"documented deviation {expected} changed: {torch_says}; {fused_says}")
         return
-    bug = KNOWN_BUGS.get(tuple(case_id.split("/", 1)))
-    if bug is not None:
-        assert report["torch"] is None and report["fused"] is None and report["problems"], (
-            f"known bug '{bug}' no longer shows: remove it from KNOWN_BUGS")
-        pytest.xfail(f"{bug}: {'; '.join(report['problems'])}")
     assert report["fused"] == report["torch"], f"{torch_says}; {fused_says}"
     assert not report["problems"], "; ".join(report["problems"])
 
@@ -527,7 +518,7 @@ def test_fused_matches_torch_nn(results, case_id):
 def test_table_covers_every_family_and_both_outcomes(results):
     assert len(results) == len(TABLE)
     ids = {tuple(t[0].split("/", 1)) for t in TABLE}
-    assert not set(DEVIATIONS) - ids and not set(KNOWN_BUGS) - ids, "entries naming no case"
+    assert not set(DEVIATIONS) - ids, "entries naming no case"
     for family in FAMILIES:
         reports = [r for r in results.values() if r["id"].startswith(family + "/")]
         assert sum(r.get("torch") is not None for r in reports) >= 10, f"{family}: few cases where torch.nn raises"
