@@ -5,6 +5,7 @@ torch.compile and torch.export trace them) and the autograd formulas that wire e
 Shapes follow csrc/shapes.h: one layer, one direction, packed rows (R, I) with a
 batch_sizes (T,) int64 CPU tensor; an unpacked (T, N, I) input is batch_sizes = [N] * T.
 """
+import functools
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -109,13 +110,13 @@ def _lstm_backward(ctx, grad_out, grad_h_n, grad_c_n, _grad_workspace):
 torch.library.register_autograd("fused_rnn::lstm_forward", _lstm_backward, setup_context=_lstm_setup_context)
 
 
-def _stateless_setup_context(ctx, inputs, output):
+def _stateless_setup_context(kind, ctx, inputs, output):
     input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh = inputs[:7]
     out, h_n, workspace = output
     ctx.mark_non_differentiable(workspace)
     ctx.flags = inputs[7:]  # (reverse,) for GRU, (relu, reverse) for RNN
     # A vanilla RNN's workspace holds exactly its output (the activated h): keep one copy.
-    kept_workspace = None if len(ctx.flags) == 2 else workspace
+    kept_workspace = None if kind == "rnn" else workspace
     ctx.save_for_backward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, _output_to_keep(batch_sizes, out, h_n),
                           kept_workspace)
 
@@ -140,7 +141,7 @@ def _make_stateless_backward(kind):
 
 for _kind in ("gru", "rnn"):
     torch.library.register_autograd(f"fused_rnn::{_kind}_forward", _make_stateless_backward(_kind),
-                                    setup_context=_stateless_setup_context)
+                                    setup_context=functools.partial(_stateless_setup_context, _kind))
 
 
 # ---- typed entry points used by the modules ---------------------------------------

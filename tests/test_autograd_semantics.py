@@ -148,16 +148,24 @@ def test_loss_of_some_outputs_only(kind, used):
 # ---- retain_graph, second backward, hooks, jacobians -------------------------------------------
 
 
+def pair_and_input(kind):
+    """A torch.nn / fused_rnn pair of `kind` (I=3, H=4) and an input for it."""
+    ref, fused = make_pair(kind, 3, 4)
+    return ref, fused, randn(2, 3, seed=1) if kind in CELLS else randn(5, 2, 3, seed=1)
+
+
+def first_output(out):
+    """A cell's output, or a sequence module's output sequence."""
+    return out if isinstance(out, torch.Tensor) else out[0]
+
+
 @pytest.mark.parametrize("kind", MODES + CELLS)
 def test_retain_graph_then_backward_twice_accumulates(kind):
-    ref, fused = make_pair(kind, 3, 4)
-    x = randn(2, 3, seed=1) if kind in CELLS else randn(5, 2, 3, seed=1)
+    ref, fused, x = pair_and_input(kind)
     grads = []
     for module in (ref, fused):
         xi = x.clone().requires_grad_()
-        out = module(xi)
-        first = out if isinstance(out, torch.Tensor) else out[0]
-        loss = first.pow(2).sum()
+        loss = first_output(module(xi)).pow(2).sum()
         loss.backward(retain_graph=True)
         once = [p.grad.clone() for p in module.parameters()] + [xi.grad.clone()]
         loss.backward()
@@ -171,12 +179,10 @@ def test_retain_graph_then_backward_twice_accumulates(kind):
 
 @pytest.mark.parametrize("kind", MODES + CELLS)
 def test_second_backward_without_retain_graph_raises_like_torch_nn(kind):
-    ref, fused = make_pair(kind, 3, 4)
-    x = randn(2, 3, seed=1) if kind in CELLS else randn(5, 2, 3, seed=1)
+    ref, fused, x = pair_and_input(kind)
     errors = []
     for module in (ref, fused):
-        out = module(x.clone().requires_grad_())
-        loss = (out if isinstance(out, torch.Tensor) else out[0]).sum()
+        loss = first_output(module(x.clone().requires_grad_())).sum()
         loss.backward()
         with pytest.raises(Exception) as info:
             loss.backward()

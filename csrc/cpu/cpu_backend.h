@@ -78,6 +78,29 @@ struct CpuWeight {
   avx512::PackedMatrix packed;  // used when packed.storage is defined
 };
 
+// Hidden units [j0, j1) owned by one thread: 32-column panels [u0, u1).
+struct UnitRange {
+  int64_t u0, u1, j0, j1;
+};
+
+// Runs body(UnitRange) on every thread of ONE parallel region, the H hidden units split
+// over the threads by whole panels (body may hold `omp barrier`s: every thread runs it).
+// Returns false, running nothing, where a region does not pay: fewer than two panels or
+// threads, too few flops per step, or already inside a parallel region.
+template <class Body>
+bool in_one_region_by_units(int64_t H, int64_t step_flops, Body&& body) {
+  const int64_t unit_panels = (H + avx512::kPanel - 1) / avx512::kPanel;
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), unit_panels);
+  if (threads < 2 || at::in_parallel_region() || !avx512::worth_threads(step_flops)) return false;
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
+    const int64_t u0 = unit_panels * id / n, u1 = unit_panels * (id + 1) / n;
+    body(UnitRange{u0, u1, std::min(H, u0 * avx512::kPanel), std::min(H, u1 * avx512::kPanel)});
+  }
+  return true;
+}
+
 // W_hh for the recurrent step. On AVX-512 float32, one packed (P, H) matrix per gate, so
 // that a thread owning hidden units [j0, j1) computes all G gates of those units and
 // runs their pointwise step itself: GEMM and pointwise share one parallel region.
@@ -203,31 +226,21 @@ struct CpuBackend {
       return false;
     } else {
       const int64_t G = static_cast<int64_t>(w.per_gate.size());
-      const int64_t unit_panels = (H + avx512::kPanel - 1) / avx512::kPanel;
-      const int64_t threads = std::min<int64_t>(at::get_num_threads(), unit_panels);
-      if (G == 0 || projected || threads < 2 || at::in_parallel_region() ||
-          !avx512::worth_threads(2 * max_rows * G * H * P)) {
-        return false;
-      }
-#pragma omp parallel num_threads(threads)
-      {
-        const int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
-        const int64_t u0 = unit_panels * id / n, u1 = unit_panels * (id + 1) / n;
-        const int64_t j0 = std::min(H, u0 * avx512::kPanel), j1 = std::min(H, u1 * avx512::kPanel);
+      if (G == 0 || projected) return false;
+      return in_one_region_by_units(H, 2 * max_rows * G * H * P, [&](const UnitRange& mine) {
         for (int64_t s = 0; s < steps; ++s) {
           const auto spec = step_at(s);
           if (spec.rows == 0) continue;  // the same for every thread: barriers stay matched
-          avx512::gemm_panels(spec.rows, {h_state, P, 1}, w.per_gate.data(), G, H, u0, u1, spec.accumulate,
-                              spec.target, spec.target_ld);
-          pointwise_rows<true, Cell, T>(spec.step, 0, spec.rows, j0, j1, H);
+          avx512::gemm_panels(spec.rows, {h_state, P, 1}, w.per_gate.data(), G, H, mine.u0, mine.u1,
+                              spec.accumulate, spec.target, spec.target_ld);
+          pointwise_rows<true, Cell, T>(spec.step, 0, spec.rows, mine.j0, mine.j1, H);
 #pragma omp barrier
-          for (int64_t r = 0; r < spec.rows && j1 > j0; ++r) {
-            std::memcpy(h_state + r * P + j0, spec.output + r * P + j0, (j1 - j0) * sizeof(T));
+          for (int64_t r = 0; r < spec.rows && mine.j1 > mine.j0; ++r) {
+            std::memcpy(h_state + r * P + mine.j0, spec.output + r * P + mine.j0, (mine.j1 - mine.j0) * sizeof(T));
           }
 #pragma omp barrier
         }
-      }
-      return true;
+      });
     }
   }
 
@@ -243,27 +256,17 @@ struct CpuBackend {
       return false;
     } else {
       const int64_t G = Cell::kGates;
-      const int64_t unit_panels = (H + avx512::kPanel - 1) / avx512::kPanel;
-      const int64_t threads = std::min<int64_t>(at::get_num_threads(), unit_panels);
-      if (!w_hh.packed.storage.defined() || projected || threads < 2 || at::in_parallel_region() ||
-          !avx512::worth_threads(2 * max_rows * G * H * P)) {
-        return false;
-      }
-#pragma omp parallel num_threads(threads)
-      {
-        const int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
-        const int64_t u0 = unit_panels * id / n, u1 = unit_panels * (id + 1) / n;
-        const int64_t j0 = std::min(H, u0 * avx512::kPanel), j1 = std::min(H, u1 * avx512::kPanel);
+      if (!w_hh.packed.storage.defined() || projected) return false;
+      return in_one_region_by_units(H, 2 * max_rows * G * H * P, [&](const UnitRange& mine) {
         for (int64_t s = steps - 1; s >= 0; --s) {
           const auto spec = step_at(s);
           if (spec.rows == 0) continue;  // the same for every thread: barriers stay matched
-          pointwise_rows<false, Cell, T>(spec.step, 0, spec.rows, j0, j1, H);
+          pointwise_rows<false, Cell, T>(spec.step, 0, spec.rows, mine.j0, mine.j1, H);
 #pragma omp barrier
-          avx512::gemm_panels(spec.rows, {spec.step.dgates_hidden, G * H, 1}, &w_hh.packed, 1, 0, u0, u1,
+          avx512::gemm_panels(spec.rows, {spec.step.dgates_hidden, G * H, 1}, &w_hh.packed, 1, 0, mine.u0, mine.u1,
                               spec.accumulate, dh_state, P);
         }
-      }
-      return true;
+      });
     }
   }
 
