@@ -65,6 +65,8 @@ class _FusedRNNBase(nn.RNNBase):
 
     def _prepare_state(self, input: Tensor, hx, is_batched: bool, packed: bool,
                        batch_sizes: Optional[Tensor]) -> Tuple[Tensor, ...]:
+        """Checks a given hx against input (torch.nn's exceptions) and returns its tensors
+        batched, (L*D, N, *) each."""
         raise NotImplementedError
 
     def _run_layer(self, x: Tensor, batch_sizes: Tensor, states: Sequence[Tensor],
@@ -100,7 +102,10 @@ class _FusedRNNBase(nn.RNNBase):
             steps, batch = seq.size(0), seq.size(1)
             x = seq.reshape(steps * batch, seq.size(2))
             run_sizes = torch.full((steps,), batch, dtype=torch.long)
-        states = self._prepare_state(data if packed else input, hx, is_batched, packed, batch_sizes)
+        if hx is None:
+            states = self._zero_state(x, int(batch_sizes[0]) if packed else seq.size(1))
+        else:
+            states = self._prepare_state(data if packed else input, hx, is_batched, packed, batch_sizes)
         self._check_state_consistency(states, x)
         if packed:
             states = tuple(s.index_select(1, sorted_indices) if sorted_indices is not None else s for s in states)
@@ -158,10 +163,6 @@ class LSTM(_FusedRNNBase):
         super()._check_packed_input(data, batch_sizes)
 
     def _prepare_state(self, input, hx, is_batched, packed, batch_sizes):
-        if hx is None:
-            batch = int(batch_sizes[0]) if packed else input.size(0 if self.batch_first else 1)
-            self.check_input(input, batch_sizes)
-            return self._zero_state(input, batch)
         if not isinstance(hx, (tuple, list)) or len(hx) != 2 or not all(isinstance(h, Tensor) for h in hx):
             raise RuntimeError(f"LSTM: hx must be a tuple (h_0, c_0) of two tensors, got {type(hx).__name__}")
         if not packed:
@@ -185,9 +186,6 @@ class _SingleStateRNN(_FusedRNNBase):
     """GRU and RNN: one state tensor h."""
 
     def _prepare_state(self, input, hx, is_batched, packed, batch_sizes):
-        if hx is None:
-            batch = int(batch_sizes[0]) if packed else input.size(0 if self.batch_first else 1)
-            return self._zero_state(input, batch)
         if not isinstance(hx, Tensor):
             raise TypeError(f"{type(self).__name__}: hx must be a Tensor, got {type(hx).__name__}")
         if not packed:
