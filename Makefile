@@ -12,7 +12,7 @@ BUILT := fused_rnn/.build-stamp
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: all build test bench sanitize clean
+.PHONY: all build test bench sanitize sgemm-microbench clean
 SAN := build/sanitize
 
 all: build
@@ -58,6 +58,16 @@ sanitize: $(READY)
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(abspath $(PY)) -m pytest -q -p no:cacheprovider tests \
 	  --ignore=tests/test_cuda.py --ignore=tests/test_compile.py $(PYTEST_ARGS)
+
+# The profiling aid behind bench/README.md's SGEMM figures (bench/profiling/).
+THREADS ?= 1
+TORCH_DIR = $(shell $(PY) -c "import os, torch; print(os.path.dirname(torch.__file__))")
+sgemm-microbench: $(READY)
+	mkdir -p build
+	$(CXX) -O3 -std=c++20 -fopenmp -Icsrc -I$(TORCH_DIR)/include -I$(TORCH_DIR)/include/torch/csrc/api/include \
+	  bench/profiling/sgemm_microbench.cpp csrc/cpu/sgemm_avx512.cpp -L$(TORCH_DIR)/lib -ltorch_cpu -lc10 \
+	  -Wl,-rpath,$(TORCH_DIR)/lib -o build/sgemm_microbench
+	build/sgemm_microbench $(THREADS)
 
 clean:
 	rm -rf build fused_rnn/_C*.so $(BUILT) *.egg-info
