@@ -17,8 +17,13 @@ SAN := build/sanitize
 
 all: build
 
+# --system-site-packages alone is not enough where $(PYTHON) is itself a venv (the GPU
+# machines' python3 lives in /opt/torch/.venv): the new venv would see the base
+# interpreter's packages, not that venv's torch. A .pth file adds the creator's own.
 $(PY):
 	$(PYTHON) -m venv --system-site-packages $(VENV)
+	$(PYTHON) -c "import site; print('\\n'.join(site.getsitepackages()))" \
+	  > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/creator_site_packages.pth"
 
 # Each dependency is installed only when it is not importable already.
 $(READY): $(PY) Makefile

@@ -50,7 +50,9 @@ def pip_cuda_include_dirs():
     """Headers that torch's CUDA build includes (cusparse.h, ...) but that pip puts in
     site-packages/nvidia/*/include rather than in the toolkit."""
     dirs = []
-    for root in site.getsitepackages() + [site.getusersitepackages()]:
+    # sys.path too: the site-packages that a .pth file adds (Makefile) are not in getsitepackages().
+    roots = site.getsitepackages() + [site.getusersitepackages()] + [p for p in sys.path if p]
+    for root in dict.fromkeys(roots):
         dirs += sorted(glob.glob(os.path.join(root, "nvidia", "cu*", "include")))
         dirs += sorted(glob.glob(os.path.join(root, "nvidia", "*", "include")))
     return [d for d in dict.fromkeys(dirs) if os.path.isdir(d)]
