@@ -91,8 +91,11 @@ template <>
 struct CublasTypes<float> {
   static constexpr cudaDataType data = CUDA_R_32F;
   static cublasComputeType_t compute() {
-    // Follow torch.backends.cuda.matmul.allow_tf32, as torch.mm does.
-    return at::globalContext().allowTF32CuBLAS() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    // Follow the flag that torch.nn's cuDNN RNNs obey (torch.backends.cudnn.allow_tf32, or
+    // torch.backends.cudnn.rnn.fp32_precision), so that a drop-in replacement computes at
+    // the precision the user already gets from torch.nn.
+    return at::globalContext().allowTF32CuDNN(at::Float32Op::RNN) ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                                   : CUBLAS_COMPUTE_32F;
   }
 };
 template <>
@@ -109,6 +112,21 @@ template <>
 struct CublasTypes<at::BFloat16> {
   static constexpr cudaDataType data = CUDA_R_16BF;
   static cublasComputeType_t compute() { return CUBLAS_COMPUTE_32F; }
+};
+
+// A matrix as gemm() takes it: row-major storage (ld = its row stride), or the transpose of
+// row-major storage (a .t() view, as the weight-gradient products pass). Anything else is
+// copied to row-major first.
+struct RowMajorOperand {
+  at::Tensor data;
+  int64_t ld;
+  bool transposed;
+
+  static RowMajorOperand of(const at::Tensor& m) {
+    if (m.is_contiguous()) return {m, std::max<int64_t>(m.size(1), 1), false};
+    if (m.t().is_contiguous()) return {m, std::max<int64_t>(m.size(0), 1), true};
+    return of(m.contiguous());
+  }
 };
 
 struct CudaBackend {
@@ -174,7 +192,18 @@ struct CudaBackend {
     gemm<T>(false, w.transpose, M, N, K, A, lda, w.data, w.cols, beta, C, ldc);
   }
 
-  static at::Tensor mm(const at::Tensor& a, const at::Tensor& b) { return a.mm(b); }
+  // A whole-sequence product through the same cuBLAS call (and so the same float32
+  // precision rule) as the per-step GEMMs; torch.mm would follow the matmul flag instead.
+  static at::Tensor mm(const at::Tensor& a, const at::Tensor& b) {
+    const RowMajorOperand lhs = RowMajorOperand::of(a), rhs = RowMajorOperand::of(b);
+    at::Tensor c = at::empty({a.size(0), b.size(1)}, a.options());
+    dispatch(a.scalar_type(), "mm", [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      gemm<T>(lhs.transposed, rhs.transposed, a.size(0), b.size(1), a.size(1), lhs.data.template data_ptr<T>(),
+              lhs.ld, rhs.data.template data_ptr<T>(), rhs.ld, 0, c.template data_ptr<T>(), b.size(1));
+    });
+    return c;
+  }
 
   template <typename T>
   static Weight<T> prepare_recurrent_weight(const T* w_hh, int64_t G, int64_t H, int64_t P) {
