@@ -1,61 +1,78 @@
 #!/usr/bin/env bash
-# The whole GPU procedure in one call (at most 8 files come back from the device: this
-# writes summary.txt, build.log, tests.log, sanitizer-{memcheck,racecheck}.log and the
-# benchmark's results.{md,json} and speedup.png), for a lent GPU machine (device time is short):
-# build, the full test suite with the CUDA tests, compute-sanitizer (memcheck, racecheck)
-# over the CUDA tests, then the GPU benchmark sweep. Everything lands in $OUT (the device
-# tool's output folder) or, elsewhere, in bench/results/gpu-<date>/; commit what is worth
-# keeping under bench/results/.
+# The whole GPU procedure in one call, for a lent GPU machine (device time is short):
+# build with the project's Makefile, the full test suite with the CUDA tests, the GPU
+# benchmark sweep, then compute-sanitizer (memcheck, racecheck) over a workload that runs
+# every CUDA code path once. Each step gets at most its share of a global deadline, so the
+# call ends in time and still returns what it has. Everything lands in $OUT (the device
+# tool's output folder; at most 8 files come back: summary.txt, build.log, tests.log,
+# sanitizer.log, bench.log, results.md, results.json, speedup.png) or, elsewhere, in
+# bench/results/gpu-<date>/; commit what is worth keeping under bench/results/.
 #
-#   bash bench/gpu_device_check.sh            # all steps
-#   STEPS="build test" bash bench/gpu_device_check.sh
+#   bash bench/gpu_device_check.sh                      # all steps, 480 s in all
+#   STEPS="build test" DEADLINE_S=300 bash bench/gpu_device_check.sh
+#   BENCH_ARGS="--cell lstm" SANITIZER_TOOLS=memcheck bash bench/gpu_device_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 OUT="${OUT:-bench/results/gpu-$(date +%Y%m%d)}"
-STEPS="${STEPS-build test sanitize bench}"
+STEPS="${STEPS-build test bench sanitize}"
+DEADLINE=$(( $(date +%s) + ${DEADLINE_S:-480} ))
+BENCH_ARGS="${BENCH_ARGS:-}"
+SANITIZER_TOOLS="${SANITIZER_TOOLS:-memcheck racecheck}"
 export PYTHONUNBUFFERED=1
 # The lent GPUs are Hopper (H100/H200): build for sm_90 only, to keep the build short.
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
+export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 mkdir -p "$OUT"
 
 step() { case " $STEPS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/summary.txt"; }
+# Seconds a step may take: its own cap, or what is left before the deadline.
+allowance() { local left=$(( DEADLINE - $(date +%s) )); echo $(( left < $1 ? (left > 1 ? left : 1) : $1 )); }
 
 {
   date -u
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
   python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())"
   nvcc --version | tail -1
+  git log -1 --format='commit %h %s' 2>/dev/null
 } >> "$OUT/summary.txt" 2>&1
 
 if step build; then
-  FUSED_RNN_PTXAS_VERBOSE=1 make build > "$OUT/build.log" 2>&1
+  FUSED_RNN_PTXAS_VERBOSE=1 timeout "$(allowance 300)" make build > "$OUT/build.log" 2>&1
   log "build: exit $? ($(grep -c 'spill' "$OUT/build.log") ptxas reports, $(grep -E '[1-9][0-9]* bytes spill' -c "$OUT/build.log") with spills)"
 fi
 
 if step test; then
   .venv/bin/python -c "import torch; assert torch.cuda.is_available(), 'no GPU visible'" || log "WARNING: no GPU visible"
-  .venv/bin/python -m pytest -q -p no:cacheprovider tests > "$OUT/tests.log" 2>&1
-  log "tests: exit $? -- $(tail -1 "$OUT/tests.log")"
+  # pytest-xdist where present: 8 workers of 2 threads each (the CI machine's thread count).
+  PARALLEL=""
+  .venv/bin/python -c "import xdist" 2>/dev/null && PARALLEL="-n 8"
+  OMP_NUM_THREADS=2 timeout "$(allowance 240)" .venv/bin/python -m pytest -q -p no:cacheprovider $PARALLEL \
+    -rfE --durations=15 tests > "$OUT/tests.log" 2>&1
+  log "tests: exit $? -- $(grep -E '(passed|failed|error)' "$OUT/tests.log" | tail -1)"
+fi
+
+if step bench; then
+  timeout "$(allowance 240)" .venv/bin/python bench/throughput.py --sweep cuda --out "$OUT" \
+    --budget 0.4 --min-repeats 5 --warmup 2 $BENCH_ARGS > "$OUT/bench.log" 2>&1
+  log "bench: exit $? (results.md, results.json, speedup.png)"
 fi
 
 if step sanitize; then
   SANITIZER="$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)"
   if [ -n "$SANITIZER" ]; then
-    for tool in memcheck racecheck; do
-      "$SANITIZER" --tool "$tool" --error-exitcode 99 --target-processes all \
-        .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_cuda.py -k "not compile and not gradcheck" \
-        > "$OUT/sanitizer-$tool.log" 2>&1
-      log "compute-sanitizer $tool: exit $? -- $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer-$tool.log" | tail -1)"
+    for tool in $SANITIZER_TOOLS; do
+      echo "=== $tool" >> "$OUT/sanitizer.log"
+      timeout "$(allowance 100)" "$SANITIZER" --tool "$tool" --error-exitcode 99 \
+        .venv/bin/python bench/cuda_kernel_workload.py >> "$OUT/sanitizer.log" 2>&1
+      log "compute-sanitizer $tool: exit $? -- $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer.log" | tail -1)"
     done
   else
     log "compute-sanitizer not found"
   fi
 fi
 
-if step bench; then
-  .venv/bin/python bench/throughput.py --sweep cuda --out "$OUT" > /tmp/fused_rnn_bench.log 2>&1
-  log "bench: exit $? (results.md, results.json, speedup.png in $OUT); last lines:"
-  tail -5 /tmp/fused_rnn_bench.log >> "$OUT/summary.txt"
-fi
+log "done; $(( DEADLINE - $(date +%s) )) s left of the deadline"
+tail -25 "$OUT/tests.log" 2>/dev/null
+cat "$OUT/summary.txt"
