@@ -13,6 +13,7 @@
 #include <cuda_runtime.h>
 
 #include "../cell_math.h"
+#include "persistent_forward.cuh"
 
 namespace fused_rnn {
 
@@ -210,10 +211,12 @@ struct CudaBackend {
     return prepare_weight<T>(w_hh, G * H, P, true);
   }
 
-  // Kernel launches are asynchronous already: the per-step loop of sequence_loop.h is used.
+  // Small batches: the whole forward loop in one persistent launch (persistent_forward.cuh).
+  // Elsewhere false, and sequence_loop.h runs its per-step loop of cuBLAS + pointwise kernel.
   template <class Cell, typename T, class StepAt>
-  static bool run_recurrent_loop(int64_t, const Weight<T>&, T*, int64_t, int64_t, int64_t, bool, StepAt&&) {
-    return false;
+  static bool run_recurrent_loop(int64_t steps, const Weight<T>& w_hh, T* h_state, int64_t H, int64_t P, int64_t N,
+                                 bool projected, StepAt&& step_at) {
+    return persistent::run_forward<Cell, T>(steps, w_hh.data, h_state, H, P, N, projected, step_at);
   }
 
   template <class Cell, typename T, class StepAt>
