@@ -159,21 +159,28 @@ def assert_parity(ref: nn.Module, fused: nn.Module, leaves: Sequence[torch.Tenso
 
 
 def assert_low_precision_parity(ref: nn.Module, fused: nn.Module, leaves: Sequence[torch.Tensor],
-                                make_args: Optional[Callable] = None, *, factor: float = 2.0) -> None:
-    """For a float16/bfloat16 pair: against torch.nn in float32 on the same (exactly
-    representable) weights and inputs, the fused error of every output and gradient is at
-    most `factor` times torch.nn's own error in that dtype, plus one unit of rounding."""
+                                make_args: Optional[Callable] = None, *, factor: float = 2.0,
+                                parity_tol: Optional[float] = None) -> None:
+    """Against torch.nn on the same (exactly representable) weights and inputs in a wider
+    dtype (float32 for float16/bfloat16, float64 for float32), the fused error of every
+    output and gradient is at most `factor` times torch.nn's own error in the narrow dtype,
+    plus one unit of rounding. With parity_tol, a tensor within parity_tol * scale of
+    torch.nn's passes too (float32: the two differ only by summation order, and over long
+    sequences torch.nn's own error and ours are both of that size)."""
     dtype = leaves[0].dtype
+    wide = torch.float64 if dtype == torch.float32 else torch.float32
     eps = torch.finfo(dtype).eps
-    reference = copy.deepcopy(ref).float()
+    reference = copy.deepcopy(ref).to(wide)
     _, fused_outs, fused_grads = run(fused, leaves, make_args)  # first: fails fast if unsupported
     _, ref_outs, ref_grads = run(ref, leaves, make_args, cotangents_for(fused_outs))
-    _, exact_outs, exact_grads = run(reference, [t.float() for t in leaves], make_args,
-                                     [c.float() for c in cotangents_for(fused_outs)])
+    _, exact_outs, exact_grads = run(reference, [t.to(wide) for t in leaves], make_args,
+                                     [c.to(wide) for c in cotangents_for(fused_outs)])
     names = [f"output {k}" for k in range(len(exact_outs))] + [f"grad of leaf {k}" for k in range(len(leaves))] + \
         [f"grad of {n}" for n, _ in ref.named_parameters()]
     for name, a, r, e in zip(names, fused_outs + fused_grads, ref_outs + ref_grads, exact_outs + exact_grads):
         assert a.dtype == dtype and a.shape == e.shape, f"{name}: {a.dtype} {tuple(a.shape)}"
+        if parity_tol is not None and max_error(a, r) <= parity_tol * scale_of(r):
+            continue
         fused_error, torch_error = max_error(a, e), max_error(r, e)
         bound = factor * torch_error + eps * scale_of(e)
         assert fused_error <= bound, (f"{name}: fused {dtype} error {fused_error:.3e} > {factor} x torch.nn's "
