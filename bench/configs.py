@@ -133,10 +133,12 @@ SWEEPS = {
 }
 
 
-def sweep(name: str, cells: Optional[Sequence[str]] = None) -> List[Config]:
+def sweep(name: str, cells: Optional[Sequence[str]] = None, groups: Optional[Sequence[str]] = None) -> List[Config]:
     configs = SWEEPS[name]()
     if cells:
         configs = [c for c in configs if c.cell in cells]
+    if groups:
+        configs = [c for c in configs if c.group in groups]
     return configs
 
 

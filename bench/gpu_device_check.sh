@@ -11,6 +11,7 @@
 #   bash bench/gpu_device_check.sh                      # all steps, 480 s in all
 #   STEPS="build test" DEADLINE_S=300 bash bench/gpu_device_check.sh
 #   BENCH_ARGS="--cell lstm" SANITIZER_TOOLS=memcheck bash bench/gpu_device_check.sh
+#   TEST_PATHS=tests/test_cuda.py BENCH_ARGS="--group reference latency" bash bench/gpu_device_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,7 +57,7 @@ if step test; then
   PARALLEL=""
   $PY -c "import xdist" 2>/dev/null && PARALLEL="-n 8"
   OMP_NUM_THREADS=2 timeout "$(allowance 240)" $PY -m pytest -q -p no:cacheprovider $PARALLEL \
-    -rfE --durations=15 tests > "$OUT/tests.log" 2>&1
+    -rfE --durations=15 ${TEST_PATHS:-tests} > "$OUT/tests.log" 2>&1
   log "tests: exit $? -- $(grep -E '(passed|failed|error)' "$OUT/tests.log" | tail -1)"
 fi
 

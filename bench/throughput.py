@@ -63,6 +63,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         "(the CPU targets only), cuda (GPU reference problem, latency, large batch)")
     p.add_argument("--cell", nargs="+", choices=configs.CELLS,
                    help="cells to run (single problem: default lstm gru rnn_tanh; sweep: filter)")
+    p.add_argument("--group", nargs="+", metavar="GROUP",
+                   help="keep only these row groups of the sweep (e.g. reference latency large on cuda, "
+                        "target batch hidden on cpu)")
     p.add_argument("-T", "--seq-len", type=int, help="time steps (single problem; default 100)")
     p.add_argument("-N", "--batch", type=int, help="batch size (default 16)")
     p.add_argument("-I", "--input-size", type=int, help="input features (default: = hidden size)")
@@ -110,7 +113,7 @@ def select_configs(args: argparse.Namespace, device: torch.device):
                                 bool(args.bidirectional), bool(args.packed))
         return "single", configs.with_dtype(chosen, args.dtype)
     name = args.sweep or ("cuda" if device.type == "cuda" else "default")
-    return name, configs.with_dtype(configs.sweep(name, args.cell), args.dtype)
+    return name, configs.with_dtype(configs.sweep(name, args.cell, args.group), args.dtype)
 
 
 def tf32_settings() -> dict:
