@@ -32,7 +32,6 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxRows = 16;  // batch rows per launch: one accumulator each per thread
 constexpr int kVec = 4;       // k-values per inner iteration (float4 reads of h)
-constexpr int kLoadsInFlight = 8;  // global loads a thread issues before it waits for the first
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -110,23 +109,12 @@ forward_kernel(const Spec* __restrict__ specs, const int64_t* __restrict__ last_
     const T* prev_out = s > 0 ? specs[s - 1].output : nullptr;
 
     // h_{s-1} of every active row: the previous step's output, or the state for rows that
-    // had no previous step. kLoadsInFlight loads are issued before the first is stored, so
-    // a thread waits for L2 once per batch rather than once per element.
-    const int h_total = rows * l.k_padded;
-    for (int base = threadIdx.x; base < h_total; base += kThreads * kLoadsInFlight) {
-      acc_t v[kLoadsInFlight];
-#pragma unroll
-      for (int b = 0; b < kLoadsInFlight; ++b) {
-        const int idx = base + b * kThreads, r = idx / l.k_padded, k = idx % l.k_padded;
-        v[b] = 0;
-        if (idx < h_total && k < H) {
-          v[b] = static_cast<acc_t>(load_global((r < prev_rows ? prev_out : h_state) + int64_t(r) * H + k));
-        }
-      }
-#pragma unroll
-      for (int b = 0; b < kLoadsInFlight; ++b) {
-        if (base + b * kThreads < h_total) h_s[base + b * kThreads] = v[b];
-      }
+    // had no previous step.
+    for (int idx = threadIdx.x; idx < rows * l.k_padded; idx += kThreads) {
+      const int r = idx / l.k_padded, k = idx % l.k_padded;
+      acc_t v = 0;
+      if (k < H) v = static_cast<acc_t>(load_global(r < prev_rows ? prev_out + int64_t(r) * H + k : h_state + int64_t(r) * H + k));
+      h_s[r * l.k_padded + k] = v;
     }
     __syncthreads();
 
@@ -158,27 +146,14 @@ forward_kernel(const Spec* __restrict__ specs, const int64_t* __restrict__ last_
     __syncthreads();
 
     // Sum over the warps; add to (LSTM, RNN) or write (GRU) the step's gate pre-activations.
-    // As for h: the input projections of kLoadsInFlight items are read before any is used.
-    const int sum_total = rows * GU;
-    for (int base = threadIdx.x; base < sum_total; base += kThreads * kLoadsInFlight) {
-      T* out[kLoadsInFlight];
-      acc_t prior[kLoadsInFlight];
-#pragma unroll
-      for (int b = 0; b < kLoadsInFlight; ++b) {
-        const int idx = base + b * kThreads, r = idx / GU, lr = idx % GU;
-        const int g = lr / l.units, u = lr % l.units;
-        out[b] = idx < sum_total && u < units ? spec.target + int64_t(r) * spec.target_ld + int64_t(g) * H + j0 + u
-                                              : nullptr;
-        prior[b] = out[b] && spec.accumulate ? static_cast<acc_t>(*out[b]) : acc_t(0);
-      }
-#pragma unroll
-      for (int b = 0; b < kLoadsInFlight; ++b) {
-        if (!out[b]) continue;
-        const int idx = base + b * kThreads, r = idx / GU, lr = idx % GU;
-        acc_t sum = 0;
-        for (int w = 0; w < kWarps; ++w) sum += partial[(w * N + r) * l.rows_padded + lr];
-        *out[b] = static_cast<T>(prior[b] + sum);
-      }
+    for (int idx = threadIdx.x; idx < rows * GU; idx += kThreads) {
+      const int r = idx / GU, lr = idx % GU;
+      const int g = lr / l.units, u = lr % l.units;
+      if (u >= units) continue;
+      acc_t sum = 0;
+      for (int w = 0; w < kWarps; ++w) sum += partial[(w * N + r) * l.rows_padded + lr];
+      T* out = spec.target + int64_t(r) * spec.target_ld + int64_t(g) * H + j0 + u;
+      *out = static_cast<T>(spec.accumulate ? static_cast<acc_t>(*out) + sum : sum);
     }
     __syncthreads();
 
