@@ -37,7 +37,6 @@ allowance() { local left=$(( DEADLINE - $(date +%s) )); echo $(( left < $1 ? (le
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
   python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())"
   nvcc --version | tail -1
-  git log -1 --format='commit %h %s' 2>/dev/null
 } >> "$OUT/summary.txt" 2>&1
 
 if step build; then
