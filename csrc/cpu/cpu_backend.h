@@ -213,8 +213,10 @@ struct CpuBackend {
 
   // The whole forward time loop in ONE parallel region, instead of one region per step:
   // each thread owns a range of hidden units for every step (its GEMM columns and its
-  // pointwise units) and the threads meet at two barriers per step (the GEMMs have read
-  // h_state; h_state holds the new h). A barrier costs a fraction of a region's fork/join.
+  // pointwise units) and the threads meet at one barrier per step. The state is double
+  // buffered: step s reads states[s % 2] (every unit, in the GEMM) while each thread writes
+  // its own units of states[(s + 1) % 2], so the barrier after the step is the only one
+  // needed (with one buffer a second barrier had to separate the reads from the update).
   // `step_at(s)` gives step s's rows b, ForwardStep, GEMM target and output rows; it must be
   // a pure function (every thread calls it). Returns false where it does not apply (the
   // caller then runs recurrent_step per step): not float32 AVX-512, a projected LSTM, too
@@ -227,18 +229,32 @@ struct CpuBackend {
     } else {
       const int64_t G = static_cast<int64_t>(w.per_gate.size());
       if (G == 0 || projected) return false;
+      std::vector<T> spare(max_rows * P);
+      T* const states[2] = {h_state, spare.data()};
       return in_one_region_by_units(H, 2 * max_rows * G * H * P, [&](const UnitRange& mine) {
+        const size_t own_bytes = (mine.j1 - mine.j0) * sizeof(T);
+        int64_t done = 0;  // steps run so far: which buffer holds the current state
         for (int64_t s = 0; s < steps; ++s) {
-          const auto spec = step_at(s);
+          auto spec = step_at(s);
           if (spec.rows == 0) continue;  // the same for every thread: barriers stay matched
-          avx512::gemm_panels(spec.rows, {h_state, P, 1}, w.per_gate.data(), G, H, mine.u0, mine.u1,
+          T* const current = states[done % 2];
+          T* const next = states[(done + 1) % 2];
+          spec.step.h_prev = current;  // GRU's pointwise step reads its units' previous h
+          avx512::gemm_panels(spec.rows, {current, P, 1}, w.per_gate.data(), G, H, mine.u0, mine.u1,
                               spec.accumulate, spec.target, spec.target_ld);
           pointwise_rows<true, Cell, T>(spec.step, 0, spec.rows, mine.j0, mine.j1, H);
-#pragma omp barrier
-          for (int64_t r = 0; r < spec.rows && mine.j1 > mine.j0; ++r) {
-            std::memcpy(h_state + r * P + mine.j0, spec.output + r * P + mine.j0, (mine.j1 - mine.j0) * sizeof(T));
+          // This thread's units of the next state: the step's h for its rows, the rest carried.
+          for (int64_t r = 0; r < max_rows && own_bytes > 0; ++r) {
+            const T* from = r < spec.rows ? spec.output : current;
+            std::memcpy(next + r * P + mine.j0, from + r * P + mine.j0, own_bytes);
           }
+          ++done;
 #pragma omp barrier
+        }
+        if (done % 2 == 1) {  // the final state is in the spare buffer
+          for (int64_t r = 0; r < max_rows && own_bytes > 0; ++r) {
+            std::memcpy(h_state + r * P + mine.j0, states[1] + r * P + mine.j0, own_bytes);
+          }
         }
       });
     }
