@@ -149,6 +149,12 @@ bool available() {
 
 namespace {
 
+// GCC 12's unpack intrinsics start from _mm512_undefined_ps(), which -Wmaybe-uninitialized
+// reports once they are inlined into the two functions below; every lane of every result
+// is defined by its two inputs.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 // o[c][i] = r[i][c] for a 16 x 16 block: interleave 32-bit pairs of row pairs, then 64-bit
 // pairs (u[4q + e], lane L: rows 4q..4q+3 at column 4L + e), then regroup the 128-bit lanes.
 FUSED_RNN_AVX512 void transpose16(const __m512 (&r)[16], __m512 (&o)[16]) {
@@ -200,6 +206,8 @@ FUSED_RNN_AVX512 void pack_transposed_panel(const float* data, int64_t n_stride,
     }
   }
 }
+
+#pragma GCC diagnostic pop
 
 // One panel of op(W) = W whose rows (along n) are contiguous: each k is a straight copy of
 // up to 32 floats, zero-padded.
