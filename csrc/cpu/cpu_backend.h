@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -97,6 +98,62 @@ bool in_one_region_by_units(int64_t H, int64_t step_flops, Body&& body) {
     const int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
     const int64_t u0 = unit_panels * id / n, u1 = unit_panels * (id + 1) / n;
     body(UnitRange{u0, u1, std::min(H, u0 * avx512::kPanel), std::min(H, u1 * avx512::kPanel)});
+  }
+  return true;
+}
+
+// Batch rows [r0, r1) owned by one thread.
+struct RowRange {
+  int64_t r0, r1;
+};
+
+// The rows of a batch never depend on each other, so where every thread can keep all of
+// W_hh in its own L2, the threads split the batch instead of the hidden units and run the
+// whole time loop without ever waiting for each other (no barrier per step).
+constexpr int64_t kRowSplitMinRows = 4;                 // rows per thread, at least
+constexpr int64_t kRowSplitMaxWeightBytes = 512 << 10;  // W_hh: half of a Zen 5 core's L2
+
+// For each batch row, the number of steps at which it is active (packed sequences end at
+// different steps).
+template <class StepAt>
+std::vector<int64_t> active_steps_per_row(int64_t steps, int64_t rows, StepAt&& step_at) {
+  std::vector<int64_t> active(rows, 0);
+  for (int64_t s = 0; s < steps; ++s) {
+    const int64_t b = step_at(s).rows;
+    for (int64_t r = 0; r < b; ++r) ++active[r];
+  }
+  return active;
+}
+
+// Runs body(RowRange) on every thread of ONE parallel region, contiguous batch rows per
+// thread, split so that each thread gets about the same number of active row-steps.
+// Returns false, running nothing, where the split does not apply or pay.
+template <class Body>
+bool in_one_region_by_rows(const std::vector<int64_t>& active, int64_t weight_bytes, int64_t flops_per_row_step,
+                           Body&& body) {
+  const int64_t N = static_cast<int64_t>(active.size());
+  int64_t total = 0;
+  for (const int64_t a : active) total += a;
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), N / kRowSplitMinRows);
+  if (threads < 2 || weight_bytes > kRowSplitMaxWeightBytes || at::in_parallel_region() ||
+      !avx512::worth_threads(total * flops_per_row_step)) {
+    return false;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    // Row r goes to thread floor(n * (row-steps before r) / total): contiguous ranges.
+    const int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
+    int64_t r0 = N, r1 = N, before = 0;
+    for (int64_t r = 0; r < N; ++r) {
+      const int64_t owner = std::min(n - 1, before * n / total);
+      if (owner >= id && r0 == N) r0 = r;
+      if (owner > id) {
+        r1 = r;
+        break;
+      }
+      before += active[r];
+    }
+    body(RowRange{r0, std::max(r0, r1)});
   }
   return true;
 }
@@ -229,6 +286,22 @@ struct CpuBackend {
     } else {
       const int64_t G = static_cast<int64_t>(w.per_gate.size());
       if (G == 0 || projected) return false;
+      const int64_t all_panels = (H + avx512::kPanel - 1) / avx512::kPanel;
+      const bool by_rows = in_one_region_by_rows(
+          active_steps_per_row(steps, max_rows, step_at), G * H * P * sizeof(T), 2 * G * H * P,
+          [&](const RowRange& mine) {
+            for (int64_t s = 0; s < steps; ++s) {
+              const auto spec = step_at(s);
+              const int64_t r1 = std::min(mine.r1, spec.rows);
+              if (r1 <= mine.r0) continue;  // no barrier in this loop: threads may differ here
+              avx512::gemm_panels(r1 - mine.r0, {h_state + mine.r0 * P, P, 1}, w.per_gate.data(), G, H, 0,
+                                  all_panels, spec.accumulate, spec.target + mine.r0 * spec.target_ld,
+                                  spec.target_ld);
+              pointwise_rows<true, Cell, T>(spec.step, mine.r0, r1, 0, H, H);
+              std::memcpy(h_state + mine.r0 * P, spec.output + mine.r0 * P, (r1 - mine.r0) * P * sizeof(T));
+            }
+          });
+      if (by_rows) return true;
       std::vector<T> spare(max_rows * P);
       T* const states[2] = {h_state, spare.data()};
       return in_one_region_by_units(H, 2 * max_rows * G * H * P, [&](const UnitRange& mine) {
@@ -273,6 +346,20 @@ struct CpuBackend {
     } else {
       const int64_t G = Cell::kGates;
       if (!w_hh.packed.storage.defined() || projected) return false;
+      const int64_t state_panels = (P + avx512::kPanel - 1) / avx512::kPanel;
+      const bool by_rows = in_one_region_by_rows(
+          active_steps_per_row(steps, max_rows, step_at), G * H * P * sizeof(T), 2 * G * H * P,
+          [&](const RowRange& mine) {
+            for (int64_t s = steps - 1; s >= 0; --s) {
+              const auto spec = step_at(s);
+              const int64_t r1 = std::min(mine.r1, spec.rows);
+              if (r1 <= mine.r0) continue;  // no barrier in this loop: threads may differ here
+              pointwise_rows<false, Cell, T>(spec.step, mine.r0, r1, 0, H, H);
+              avx512::gemm_panels(r1 - mine.r0, {spec.step.dgates_hidden + mine.r0 * G * H, G * H, 1}, &w_hh.packed,
+                                  1, 0, 0, state_panels, spec.accumulate, dh_state + mine.r0 * P, P);
+            }
+          });
+      if (by_rows) return true;
       return in_one_region_by_units(H, 2 * max_rows * G * H * P, [&](const UnitRange& mine) {
         for (int64_t s = steps - 1; s >= 0; --s) {
           const auto spec = step_at(s);

@@ -1,0 +1,46 @@
+"""The CPU time loops run in one OpenMP region per layer and split it over the threads one
+of two ways (csrc/cpu/cpu_backend.h): by batch rows, with no barrier at all, where W_hh is
+small and there are at least 4 rows per thread; otherwise by hidden units, with a barrier
+per step. Both must give torch.nn's results, forward and backward, on plain and packed
+input (rows of packed sequences end at different steps, and the row split balances the
+active row-steps rather than the rows)."""
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence
+
+import fused_rnn
+from helpers import MODES, assert_close, make_pair, randn
+
+# (N, H): rows split (W_hh well under 512 KB, N >= 8); units split (one row); units split
+# (W_hh of the LSTM over 512 KB).
+SPLITS = {"rows": (16, 40), "units-one-row": (1, 96), "units-large-weights": (8, 384)}
+
+
+@pytest.fixture
+def two_threads():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["plain", "packed"])
+@pytest.mark.parametrize("split", list(SPLITS))
+@pytest.mark.parametrize("kind", MODES)
+def test_split_matches_torch_nn(kind, split, packed, two_threads):
+    N, H = SPLITS[split]
+    ref, fused = make_pair(kind, 12, H, num_layers=2, bidirectional=True, dtype=torch.float32)
+    x = randn(9, N, 12, dtype=torch.float32, seed=3)
+    lengths = torch.tensor([9] + [1 + (5 * r) % 9 for r in range(1, N)])
+    results = []
+    for module in (fused, ref):
+        leaf = x.detach().clone().requires_grad_()
+        inp = pack_padded_sequence(leaf, lengths, enforce_sorted=False) if packed else leaf
+        out, state = module(inp)
+        out = out.data if packed else out
+        h = state[0] if kind == "LSTM" else state
+        grads = torch.autograd.grad(out.square().sum() + h.sum(), [leaf] + list(module.parameters()))
+        results.append([out.detach(), h.detach()] + list(grads))
+    names = ["output", "h_n", "grad of input"] + [f"grad of {n}" for n, _ in ref.named_parameters()]
+    for name, a, e in zip(names, *results):
+        assert_close(a, e, tol=2e-5, what=name)
