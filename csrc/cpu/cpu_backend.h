@@ -268,9 +268,11 @@ struct CpuBackend {
     forward_step<Cell, T>(step, b, H);
   }
 
-  // The whole forward time loop in ONE parallel region, instead of one region per step:
-  // each thread owns a range of hidden units for every step (its GEMM columns and its
-  // pointwise units) and the threads meet at one barrier per step. The state is double
+  // The whole forward time loop in ONE parallel region, instead of one region per step.
+  // Where in_one_region_by_rows applies, each thread runs every step for its own batch rows
+  // and the threads never meet. Otherwise each thread owns a range of hidden units for
+  // every step (its GEMM columns and its pointwise units) and the threads meet at one
+  // barrier per step. The state is double
   // buffered: step s reads states[s % 2] (every unit, in the GEMM) while each thread writes
   // its own units of states[(s + 1) % 2], so the barrier after the step is the only one
   // needed (with one buffer a second barrier had to separate the reads from the update).
@@ -333,11 +335,12 @@ struct CpuBackend {
     }
   }
 
-  // The backward time loop in one parallel region, as run_recurrent_loop: each thread owns
-  // hidden units [j0, j1) = state columns [j0, j1) (P == H without projection). Per step it
-  // runs the pointwise backward of its units, waits at ONE barrier (every gate gradient of
-  // the step is written), then computes its columns of dh_state = dgates_hidden W_hh. The
-  // next step's pointwise reads only those columns, so it needs no second barrier.
+  // The backward time loop in one parallel region, as run_recurrent_loop: by batch rows
+  // where that applies (no barrier), else each thread owns hidden units [j0, j1) = state
+  // columns [j0, j1) (P == H without projection). Per step it then runs the pointwise
+  // backward of its units, waits at ONE barrier (every gate gradient of the step is
+  // written), then computes its columns of dh_state = dgates_hidden W_hh. The next step's
+  // pointwise reads only those columns, so it needs no second barrier.
   template <class Cell, typename T, class StepAt>
   static bool run_recurrent_backward_loop(int64_t steps, const CpuWeight<T>& w_hh, T* dh_state, int64_t H,
                                           int64_t P, int64_t max_rows, bool projected, StepAt&& step_at) {
