@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../cell_math.h"
+#include "../gemm_edge_cases.h"
 #include "sgemm_avx512.h"
 
 extern "C" {
@@ -187,13 +188,10 @@ struct CpuBackend {
   template <typename T>
   static void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda,
                    const T* B, int64_t ldb, int beta, T* C, int64_t ldc) {
-    if (M == 0 || N == 0) return;
-    if (K == 0) {
-      if (beta == 0) {
-        for (int64_t r = 0; r < M; ++r) std::memset(C + r * ldc, 0, N * sizeof(T));
-      }
-      return;
-    }
+    const bool handled = handled_without_blas(M, N, K, beta, [&] {
+      for (int64_t r = 0; r < M; ++r) std::memset(C + r * ldc, 0, N * sizeof(T));
+    });
+    if (handled) return;
     const int m = static_cast<int>(N), n = static_cast<int>(M), k = static_cast<int>(K);
     const int ilda = static_cast<int>(lda), ildb = static_cast<int>(ldb), ildc = static_cast<int>(ldc);
     const T one = 1, b = static_cast<T>(beta);

@@ -13,6 +13,7 @@
 #include <cuda_runtime.h>
 
 #include "../cell_math.h"
+#include "../gemm_edge_cases.h"
 #include "persistent_forward.cuh"
 
 namespace fused_rnn {
@@ -146,14 +147,10 @@ struct CudaBackend {
   template <typename T>
   static void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda,
                    const T* B, int64_t ldb, int beta, T* C, int64_t ldc) {
-    if (M == 0 || N == 0) return;
-    if (K == 0) {
-      if (beta == 0) {
-        C10_CUDA_CHECK(cudaMemset2DAsync(C, ldc * sizeof(T), 0, N * sizeof(T), M,
-                                         at::cuda::getCurrentCUDAStream()));
-      }
-      return;
-    }
+    const bool handled = handled_without_blas(M, N, K, beta, [&] {
+      C10_CUDA_CHECK(cudaMemset2DAsync(C, ldc * sizeof(T), 0, N * sizeof(T), M, at::cuda::getCurrentCUDAStream()));
+    });
+    if (handled) return;
     // Scale factors have the compute type: double for double, float otherwise.
     using scale_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
     const scale_t one = 1, beta_s = static_cast<scale_t>(beta);
