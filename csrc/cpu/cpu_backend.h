@@ -114,40 +114,31 @@ struct RowRange {
 constexpr int64_t kRowSplitMinRows = 4;                 // rows per thread, at least
 constexpr int64_t kRowSplitMaxWeightBytes = 512 << 10;  // W_hh: half of a Zen 5 core's L2
 
-// For each batch row, the number of steps at which it is active (packed sequences end at
-// different steps).
-template <class StepAt>
-std::vector<int64_t> active_steps_per_row(int64_t steps, int64_t rows, StepAt&& step_at) {
-  std::vector<int64_t> active(rows, 0);
+// Runs body(RowRange) on every thread of ONE parallel region, contiguous batch rows per
+// thread, split so that each thread gets about the same number of active row-steps (rows
+// of packed sequences end at different steps; step_at(s).rows are step s's active rows).
+// Returns false, running nothing, where the split does not apply or pay.
+template <class StepAt, class Body>
+bool in_one_region_by_rows(int64_t steps, int64_t rows, StepAt&& step_at, int64_t weight_bytes,
+                           int64_t flops_per_row_step, Body&& body) {
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), rows / kRowSplitMinRows);
+  if (threads < 2 || weight_bytes > kRowSplitMaxWeightBytes || at::in_parallel_region()) return false;
+  std::vector<int64_t> active(rows, 0);  // steps at which each row is active
+  int64_t total = 0;
   for (int64_t s = 0; s < steps; ++s) {
     const int64_t b = step_at(s).rows;
     for (int64_t r = 0; r < b; ++r) ++active[r];
+    total += b;
   }
-  return active;
-}
-
-// Runs body(RowRange) on every thread of ONE parallel region, contiguous batch rows per
-// thread, split so that each thread gets about the same number of active row-steps.
-// Returns false, running nothing, where the split does not apply or pay.
-template <class Body>
-bool in_one_region_by_rows(const std::vector<int64_t>& active, int64_t weight_bytes, int64_t flops_per_row_step,
-                           Body&& body) {
-  const int64_t N = static_cast<int64_t>(active.size());
-  int64_t total = 0;
-  for (const int64_t a : active) total += a;
-  const int64_t threads = std::min<int64_t>(at::get_num_threads(), N / kRowSplitMinRows);
-  if (threads < 2 || weight_bytes > kRowSplitMaxWeightBytes || at::in_parallel_region() ||
-      !avx512::worth_threads(total * flops_per_row_step)) {
-    return false;
-  }
+  if (!avx512::worth_threads(total * flops_per_row_step)) return false;
 #pragma omp parallel num_threads(threads)
   {
     // Row r goes to thread floor(n * (row-steps before r) / total): contiguous ranges.
     const int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
-    int64_t r0 = N, r1 = N, before = 0;
-    for (int64_t r = 0; r < N; ++r) {
+    int64_t r0 = rows, r1 = rows, before = 0;
+    for (int64_t r = 0; r < rows; ++r) {
       const int64_t owner = std::min(n - 1, before * n / total);
-      if (owner >= id && r0 == N) r0 = r;
+      if (owner >= id && r0 == rows) r0 = r;
       if (owner > id) {
         r1 = r;
         break;
@@ -288,7 +279,7 @@ struct CpuBackend {
       if (G == 0 || projected) return false;
       const int64_t all_panels = (H + avx512::kPanel - 1) / avx512::kPanel;
       const bool by_rows = in_one_region_by_rows(
-          active_steps_per_row(steps, max_rows, step_at), G * H * P * sizeof(T), 2 * G * H * P,
+          steps, max_rows, step_at, G * H * P * sizeof(T), 2 * G * H * P,
           [&](const RowRange& mine) {
             for (int64_t s = 0; s < steps; ++s) {
               const auto spec = step_at(s);
@@ -349,7 +340,7 @@ struct CpuBackend {
       if (!w_hh.packed.storage.defined() || projected) return false;
       const int64_t state_panels = (P + avx512::kPanel - 1) / avx512::kPanel;
       const bool by_rows = in_one_region_by_rows(
-          active_steps_per_row(steps, max_rows, step_at), G * H * P * sizeof(T), 2 * G * H * P,
+          steps, max_rows, step_at, G * H * P * sizeof(T), 2 * G * H * P,
           [&](const RowRange& mine) {
             for (int64_t s = steps - 1; s >= 0; --s) {
               const auto spec = step_at(s);
