@@ -32,7 +32,7 @@ $(READY): $(PY) Makefile
 	$(PY) -c "import ninja" 2>/dev/null || command -v ninja >/dev/null || $(PY) -m pip install ninja
 	$(PY) -c "import pytest" 2>/dev/null || $(PY) -m pip install pytest
 	$(PY) -c "import numpy" 2>/dev/null || $(PY) -m pip install numpy || true
-	$(PY) -c "import hypothesis" 2>/dev/null || $(PY) -m pip install hypothesis || true
+	$(PY) -c "import hypothesis" 2>/dev/null || $(PY) -m pip install hypothesis
 	$(PY) -c "import matplotlib" 2>/dev/null || $(PY) -m pip install matplotlib || true
 	$(PY) -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 	touch $@
