@@ -158,7 +158,7 @@ def assert_parity(ref: nn.Module, fused: nn.Module, leaves: Sequence[torch.Tenso
         assert_close(a, e, tol, label)
 
 
-def assert_low_precision_parity(ref: nn.Module, fused: nn.Module, leaves: Sequence[torch.Tensor],
+def assert_error_within_torch_nn(ref: nn.Module, fused: nn.Module, leaves: Sequence[torch.Tensor],
                                 make_args: Optional[Callable] = None, *, factor: float = 2.0,
                                 parity_tol: Optional[float] = None) -> None:
     """Against torch.nn on the same (exactly representable) weights and inputs in a wider
