@@ -159,8 +159,8 @@ def assert_parity(ref: nn.Module, fused: nn.Module, leaves: Sequence[torch.Tenso
 
 
 def assert_error_within_torch_nn(ref: nn.Module, fused: nn.Module, leaves: Sequence[torch.Tensor],
-                                make_args: Optional[Callable] = None, *, factor: float = 2.0,
-                                parity_tol: Optional[float] = None) -> None:
+                                 make_args: Optional[Callable] = None, *, factor: float = 2.0,
+                                 parity_tol: Optional[float] = None) -> None:
     """Against torch.nn on the same (exactly representable) weights and inputs in a wider
     dtype (float32 for float16/bfloat16, float64 for float32), the fused error of every
     output and gradient is at most `factor` times torch.nn's own error in the narrow dtype,
