@@ -70,6 +70,17 @@ void pointwise_rows(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j
 }
 
 
+// The forward pointwise step of panel p's hidden units for rows [m0, m1) (plus
+// row_offset), as avx512::gemm_panels' panel_done: it runs as soon as every gate of those
+// units is computed, so it reads them back from L1 instead of L2.
+template <class Cell, typename T>
+auto pointwise_after_panel(const ForwardStep<T>& step, int64_t row_offset, int64_t H) {
+  return [&step, row_offset, H](int64_t m0, int64_t m1, int64_t p) {
+    pointwise_rows<true, Cell, T>(step, row_offset + m0, row_offset + m1, p * avx512::kPanel,
+                                  std::min(H, (p + 1) * avx512::kPanel), H);
+  };
+}
+
 // A weight matrix W (rows, cols), row-major, prepared once per op call as the right-hand
 // GEMM operand op(W) = W^T (transpose) or W of every time step.
 template <typename T>
@@ -242,8 +253,8 @@ struct CpuBackend {
         const int64_t G = static_cast<int64_t>(w.per_gate.size());
         const int64_t unit_panels = (H + avx512::kPanel - 1) / avx512::kPanel;
         auto units = [&](int64_t u0, int64_t u1) {
-          avx512::gemm_panels(b, {h_prev, P, 1}, w.per_gate.data(), G, H, u0, u1, accumulate, target, target_ld);
-          pointwise_rows<true, Cell, T>(step, 0, b, u0 * avx512::kPanel, std::min(H, u1 * avx512::kPanel), H);
+          avx512::gemm_panels(b, {h_prev, P, 1}, w.per_gate.data(), G, H, u0, u1, accumulate, target, target_ld,
+                              pointwise_after_panel<Cell, T>(step, 0, H));
         };
         if (unit_panels > 1 && avx512::worth_threads(2 * b * G * H * P)) {
           at::parallel_for(0, unit_panels, 1, units);
@@ -287,8 +298,7 @@ struct CpuBackend {
               if (r1 <= mine.r0) continue;  // no barrier in this loop: threads may differ here
               avx512::gemm_panels(r1 - mine.r0, {h_state + mine.r0 * P, P, 1}, w.per_gate.data(), G, H, 0,
                                   all_panels, spec.accumulate, spec.target + mine.r0 * spec.target_ld,
-                                  spec.target_ld);
-              pointwise_rows<true, Cell, T>(spec.step, mine.r0, r1, 0, H, H);
+                                  spec.target_ld, pointwise_after_panel<Cell, T>(spec.step, mine.r0, H));
               std::memcpy(h_state + mine.r0 * P, spec.output + mine.r0 * P, (r1 - mine.r0) * P * sizeof(T));
             }
           });
@@ -305,8 +315,8 @@ struct CpuBackend {
           T* const next = states[(done + 1) % 2];
           spec.step.h_prev = current;  // GRU's pointwise step reads its units' previous h
           avx512::gemm_panels(spec.rows, {current, P, 1}, w.per_gate.data(), G, H, mine.u0, mine.u1,
-                              spec.accumulate, spec.target, spec.target_ld);
-          pointwise_rows<true, Cell, T>(spec.step, 0, spec.rows, mine.j0, mine.j1, H);
+                              spec.accumulate, spec.target, spec.target_ld,
+                              pointwise_after_panel<Cell, T>(spec.step, 0, H));
           // This thread's units of the next state: the step's h for its rows, the rest carried.
           for (int64_t r = 0; r < max_rows && own_bytes > 0; ++r) {
             const T* from = r < spec.rows ? spec.output : current;

@@ -266,7 +266,8 @@ namespace {
 // the calling thread, for each of `count` matrices Bs[i] (same shape) into C + i * c_stride.
 // A chunk of A is packed once for all of them.
 void run_tiles(int64_t M, const MatrixView& A, const PackedMatrix* Bs, int64_t count, int64_t c_stride, int64_t p0,
-               int64_t panels, int64_t t0, int64_t t1, bool accumulate, float* C, int64_t ldc, const float* bias) {
+               int64_t panels, int64_t t0, int64_t t1, bool accumulate, float* C, int64_t ldc, const float* bias,
+               PanelDone panel_done = nullptr) {
   const PackedMatrix& B = Bs[0];
   if (B.K == 0) {
     for (int64_t i = 0; i < count; ++i) {
@@ -275,6 +276,10 @@ void run_tiles(int64_t M, const MatrixView& A, const PackedMatrix* Bs, int64_t c
           C[i * c_stride + m * ldc + n] = bias ? bias[n] : 0.0f;
         }
       }
+    }
+    for (int64_t t = t0; t < t1 && panel_done; ++t) {
+      const int64_t chunk = t / panels;
+      panel_done(chunk * kRowChunk, std::min(M, (chunk + 1) * kRowChunk), p0 + t - chunk * panels);
     }
     return;
   }
@@ -296,6 +301,7 @@ void run_tiles(int64_t M, const MatrixView& A, const PackedMatrix* Bs, int64_t c
     for (int64_t i = 0; i < count; ++i) {
       chunk_times_panel(rows, pack_a, m1 - m0, Bs[i], p, accumulate, C + i * c_stride + m0 * ldc, ldc, bias);
     }
+    if (panel_done) panel_done(m0, m1, p);
   }
 }
 
@@ -317,10 +323,11 @@ void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate
 }
 
 void gemm_panels(int64_t M, const MatrixView& A, const PackedMatrix* Bs, int64_t count, int64_t c_stride,
-                 int64_t p0, int64_t p1, bool accumulate, float* C, int64_t ldc) {
+                 int64_t p0, int64_t p1, bool accumulate, float* C, int64_t ldc, PanelDone panel_done) {
   p1 = std::min(p1, Bs[0].panels());
   if (M == 0 || p1 <= p0 || count == 0) return;
-  run_tiles(M, A, Bs, count, c_stride, p0, p1 - p0, 0, row_chunks(M) * (p1 - p0), accumulate, C, ldc, nullptr);
+  run_tiles(M, A, Bs, count, c_stride, p0, p1 - p0, 0, row_chunks(M) * (p1 - p0), accumulate, C, ldc, nullptr,
+            panel_done);
 }
 
 bool worth_threads(int64_t flops) { return flops >= kParallelFlops; }

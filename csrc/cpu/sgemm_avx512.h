@@ -6,6 +6,7 @@
 // throughput oneDNN (torch.nn.LSTM's CPU backend) reaches on the same machine, and oneDNN's
 // own GEMM is not exported. See bench/README.md for the measurements.
 #include <ATen/ATen.h>
+#include <c10/util/FunctionRef.h>
 #include <cstdint>
 
 namespace fused_rnn {
@@ -38,11 +39,15 @@ struct MatrixView {
 void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate, float* C, int64_t ldc,
           const float* bias = nullptr);
 
+// Called as panel_done(m0, m1, p) once panel p of every B is in C for rows [m0, m1).
+using PanelDone = c10::function_ref<void(int64_t, int64_t, int64_t)>;
+
 // A times each of `count` same-shaped matrices Bs[i] into C + i * c_stride, restricted to
 // panels [p0, p1) (columns [32 p0, 32 p1)), on the calling thread: for callers that split
-// the columns over threads themselves. A is packed once for all Bs.
+// the columns over threads themselves. A is packed once for all Bs. panel_done, if given,
+// lets the caller consume those columns of every C while they are still in L1.
 void gemm_panels(int64_t M, const MatrixView& A, const PackedMatrix* Bs, int64_t count, int64_t c_stride,
-                 int64_t p0, int64_t p1, bool accumulate, float* C, int64_t ldc);
+                 int64_t p0, int64_t p1, bool accumulate, float* C, int64_t ldc, PanelDone panel_done = nullptr);
 
 // Whether a product of this many flops pays for a parallel region.
 bool worth_threads(int64_t flops);
