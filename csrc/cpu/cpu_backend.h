@@ -13,6 +13,7 @@
 
 #include "../cell_math.h"
 #include "../gemm_edge_cases.h"
+#include "lstm_pointwise_avx512.h"
 #include "sgemm_avx512.h"
 
 extern "C" {
@@ -65,6 +66,9 @@ void rows_generic(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1,
 
 template <bool kForward, class Cell, typename T, typename Step>
 void pointwise_rows(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t H) {
+  if constexpr (kForward && std::is_same_v<Cell, LstmCell> && std::is_same_v<T, float>) {
+    if (avx512::available()) return avx512::lstm_forward_rows(s, r0, r1, j0, j1, H);
+  }
   avx512::available() ? rows_avx512<kForward, Cell, T>(s, r0, r1, j0, j1, H)
                       : rows_generic<kForward, Cell, T>(s, r0, r1, j0, j1, H);
 }

@@ -1,0 +1,47 @@
+"""The float32 LSTM forward step on AVX-512 CPUs runs its own intrinsics copy of the cell
+math (csrc/cpu/lstm_pointwise_avx512.cpp: a polynomial exp, reciprocal estimates refined by
+a Newton step). These tests isolate that math from the GEMMs: with one input feature, no
+bias and h0 = 0, every gate pre-activation is the single product x * w_ih, the same float in
+fused_rnn and torch.nn, so h and c differ only by the pointwise arithmetic. Row widths that
+are not a multiple of the 32-unit panels exercise the masked tails. On CPUs without
+AVX-512 the same tests check the generic path."""
+import pytest
+import torch
+
+from helpers import make_pair
+
+F32 = torch.float32
+ULP = torch.finfo(F32).eps
+
+
+def one_step(x_rows, H, seed=0):
+    """h and c of torch.nn.LSTM and fused_rnn.LSTM after one step from h0 = 0 with one
+    input feature: the gate pre-activations are x_rows[r] * w_ih[k]."""
+    ref, fused = make_pair("LSTM", 1, H, bias=False, dtype=F32, seed=seed)
+    x = x_rows.to(F32).reshape(1, -1, 1)
+    N = x.shape[1]
+    gen = torch.Generator().manual_seed(seed + 1)
+    h0 = torch.zeros(1, N, H, dtype=F32)
+    c0 = torch.randn(1, N, H, generator=gen, dtype=F32)
+    with torch.no_grad():
+        results = [module(x, (h0, c0))[1] for module in (fused, ref)]
+    return results
+
+
+@pytest.mark.parametrize("H", [32, 40, 64, 100])
+def test_activations_within_a_few_ulp_of_torch_nn(H):
+    # pre-activations from about -90 to 90: both saturation ends and everything between
+    x = torch.linspace(-30.0, 30.0, 97)
+    (h, c), (h_ref, c_ref) = one_step(x, H)
+    # h is in [-1, 1] and c = f c0 + i g with |c0| of a few units
+    assert (h - h_ref).abs().max().item() <= 4 * ULP
+    assert ((c - c_ref).abs() / c_ref.abs().clamp(min=1)).max().item() <= 4 * ULP
+
+
+def test_infinities_and_nan_match_torch_nn():
+    x = torch.tensor([float("inf"), -float("inf"), float("nan"), 1e30, -1e30, 88.5, -88.5, 0.0, 1e-30])
+    (h, c), (h_ref, c_ref) = one_step(x, 40)
+    for name, a, e in (("h", h, h_ref), ("c", c, c_ref)):
+        assert torch.equal(a.isnan(), e.isnan()), f"{name}: NaN positions differ"
+        finite = ~e.isnan()
+        assert ((a - e)[finite]).abs().max().item() <= 4 * ULP * max(1.0, e[finite].abs().max().item()), name
