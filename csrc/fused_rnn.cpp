@@ -1,6 +1,8 @@
 // Every op schema of the library, and nothing else. Shapes: see shapes.h. Each op runs one
 // layer in one direction over a packed sequence; the Python modules stack layers and
 // directions. The *_backward ops are wired as the autograd formula in fused_rnn/ops.py.
+// keep_workspace=False (no backward will follow) returns an empty (0, W*H) workspace and
+// lets the forward keep only part of it at a time.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -13,7 +15,7 @@ extern "C" PyObject* PyInit__C(void) {
 TORCH_LIBRARY(fused_rnn, m) {
   m.def(
       "lstm_forward(Tensor input, Tensor batch_sizes, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, "
-      "Tensor? b_ih, Tensor? b_hh, Tensor? w_hr, bool reverse) "
+      "Tensor? b_ih, Tensor? b_hh, Tensor? w_hr, bool reverse, bool keep_workspace=True) "
       "-> (Tensor output, Tensor h_n, Tensor c_n, Tensor workspace)");
   m.def(
       "lstm_backward(Tensor grad_output, Tensor grad_h_n, Tensor grad_c_n, Tensor input, "
@@ -23,7 +25,8 @@ TORCH_LIBRARY(fused_rnn, m) {
       "Tensor grad_b_ih, Tensor grad_b_hh, Tensor grad_w_hr)");
   m.def(
       "gru_forward(Tensor input, Tensor batch_sizes, Tensor h0, Tensor w_ih, Tensor w_hh, "
-      "Tensor? b_ih, Tensor? b_hh, bool reverse) -> (Tensor output, Tensor h_n, Tensor workspace)");
+      "Tensor? b_ih, Tensor? b_hh, bool reverse, bool keep_workspace=True) "
+      "-> (Tensor output, Tensor h_n, Tensor workspace)");
   m.def(
       "gru_backward(Tensor grad_output, Tensor grad_h_n, Tensor input, Tensor batch_sizes, Tensor h0, "
       "Tensor w_ih, Tensor w_hh, Tensor output, Tensor workspace, bool reverse) "
@@ -31,7 +34,7 @@ TORCH_LIBRARY(fused_rnn, m) {
       "Tensor grad_b_hh)");
   m.def(
       "rnn_forward(Tensor input, Tensor batch_sizes, Tensor h0, Tensor w_ih, Tensor w_hh, "
-      "Tensor? b_ih, Tensor? b_hh, bool relu, bool reverse) "
+      "Tensor? b_ih, Tensor? b_hh, bool relu, bool reverse, bool keep_workspace=True) "
       "-> (Tensor output, Tensor h_n, Tensor workspace)");
   m.def(
       "rnn_backward(Tensor grad_output, Tensor grad_h_n, Tensor input, Tensor batch_sizes, Tensor h0, "

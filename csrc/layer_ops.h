@@ -135,8 +135,9 @@ template <class Backend>
 std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_forward(
     const Tensor& input, const Tensor& batch_sizes, const Tensor& h0, const Tensor& c0,
     const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,
-    const OptTensor& w_hr, bool reverse) {
-  const LayerArgs a = make_layer_args<LstmCell>(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse);
+    const OptTensor& w_hr, bool reverse, bool keep_workspace) {
+  LayerArgs a = make_layer_args<LstmCell>(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse);
+  a.keep_workspace = keep_workspace;
   LayerForwardResult r = run_forward<Backend, LstmCell>(a);
   return {r.output, r.h_n, r.c_n, r.workspace};
 }
@@ -157,8 +158,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_
 template <class Backend, class Cell>
 std::tuple<Tensor, Tensor, Tensor> stateless_cell_forward(
     const Tensor& input, const Tensor& batch_sizes, const Tensor& h0, const Tensor& w_ih,
-    const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse) {
-  const LayerArgs a = make_layer_args<Cell>(input, batch_sizes, h0, {}, w_ih, w_hh, b_ih, b_hh, {}, reverse);
+    const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse, bool keep_workspace) {
+  LayerArgs a = make_layer_args<Cell>(input, batch_sizes, h0, {}, w_ih, w_hh, b_ih, b_hh, {}, reverse);
+  a.keep_workspace = keep_workspace;
   LayerForwardResult r = run_forward<Backend, Cell>(a);
   return {r.output, r.h_n, r.workspace};
 }
@@ -176,8 +178,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> stateless_cell_backwa
 template <class Backend>
 std::tuple<Tensor, Tensor, Tensor> gru_forward(const Tensor& input, const Tensor& batch_sizes,
                                                const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                                               const OptTensor& b_ih, const OptTensor& b_hh, bool reverse) {
-  return stateless_cell_forward<Backend, GruCell>(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse);
+                                               const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
+                                               bool keep_workspace) {
+  return stateless_cell_forward<Backend, GruCell>(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse,
+                                                  keep_workspace);
 }
 
 template <class Backend>
@@ -193,13 +197,13 @@ template <class Backend>
 std::tuple<Tensor, Tensor, Tensor> rnn_forward(const Tensor& input, const Tensor& batch_sizes,
                                                const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                                                const OptTensor& b_ih, const OptTensor& b_hh, bool relu,
-                                               bool reverse) {
+                                               bool reverse, bool keep_workspace) {
   if (relu) {
     return stateless_cell_forward<Backend, SimpleCell<Activation::kRelu>>(input, batch_sizes, h0, w_ih, w_hh,
-                                                                           b_ih, b_hh, reverse);
+                                                                           b_ih, b_hh, reverse, keep_workspace);
   }
   return stateless_cell_forward<Backend, SimpleCell<Activation::kTanh>>(input, batch_sizes, h0, w_ih, w_hh,
-                                                                         b_ih, b_hh, reverse);
+                                                                         b_ih, b_hh, reverse, keep_workspace);
 }
 
 template <class Backend>

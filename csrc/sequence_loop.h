@@ -1,6 +1,8 @@
 #pragma once
 // The time loop of one layer in one direction, written once for every cell (cell_math.h)
 // and every device. A Backend supplies the per-step primitives:
+//   kProjectionChunkBytes                             workspace bytes per chunk of input projection
+//                                                     when no workspace is kept (inference)
 //   prepare_weight<T>(W, rows, cols, transpose)       W (rows, cols) as GEMM operand op(W) =
 //                                                     W^T or W, prepared once per call
 //   gemm_weight<T>(M, A, lda, weight, beta, C, ldc, bias = nullptr)
@@ -17,6 +19,7 @@
 // fused pointwise step. Whole-sequence GEMMs (input projection, weight gradients) run once.
 #include <ATen/ATen.h>
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "cell_math.h"
@@ -28,6 +31,9 @@ struct LayerArgs {
   at::Tensor input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr;
   std::vector<int64_t> batch_sizes;
   bool reverse = false;
+  // false: no backward will follow (inference), so the forward returns an empty workspace
+  // and keeps only a chunk of steps' pre-activations at a time (see layer_forward).
+  bool keep_workspace = true;
 };
 
 struct LayerForwardResult {
@@ -81,8 +87,18 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
   const bool projected = a.w_hr.defined();
   const StepPlan plan(a.batch_sizes, a.reverse);
 
+  // Without a kept workspace, the input projection runs chunk by chunk into a buffer of
+  // one chunk, each chunk just before its steps: a long sequence's whole workspace is
+  // tens of MB, which the allocator maps fresh on every call, and the page faults of that
+  // first touch cost as much as a third of the call (LSTM T=200, N=64, H=256, perf). With
+  // a kept workspace (training) there is one chunk, the whole sequence.
+  const int64_t chunk_rows =
+      a.keep_workspace ? R
+                       : std::min(R, std::max(a.h0.size(0), Backend::kProjectionChunkBytes /
+                                                                std::max<int64_t>(1, WH * sizeof(T))));
   LayerForwardResult out;
-  out.workspace = at::empty({R, WH}, a.input.options());
+  out.workspace = at::empty({a.keep_workspace ? R : 0, WH}, a.input.options());
+  const at::Tensor chunk_buffer = a.keep_workspace ? out.workspace : at::empty({chunk_rows, WH}, a.input.options());
   out.output = at::empty({R, P}, a.input.options());
   out.h_n = a.h0.clone();  // the state buffer: rows stop changing when their sequence ends
   if (Cell::kHasCellState) out.c_n = a.c0.clone();
@@ -94,16 +110,14 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
     bias = (Cell::kHiddenGatesApart || !a.b_hh.defined()) ? a.b_ih : (a.b_ih + a.b_hh).contiguous();
   }
   const auto w_ih = Backend::template prepare_weight<T>(a.w_ih.template data_ptr<T>(), GH, I, true);
-  Backend::template gemm_weight<T>(R, a.input.template data_ptr<T>(), I, w_ih, 0,
-                                   out.workspace.template data_ptr<T>(), WH,
-                                   bias.defined() ? bias.template data_ptr<T>() : nullptr);
 
   const int64_t N = a.h0.size(0);
   at::Tensor hidden_gates, h_unprojected;
   if (Cell::kHiddenGatesApart) hidden_gates = at::empty({N, GH}, a.input.options());
   if (projected) h_unprojected = at::empty({N, H}, a.input.options());
 
-  T* ws = out.workspace.template data_ptr<T>();
+  T* ws = chunk_buffer.template data_ptr<T>();
+  int64_t ws_first_row = 0;  // the packed row whose workspace row is ws[0]
   T* output = out.output.template data_ptr<T>();
   T* h_state = out.h_n.template data_ptr<T>();
   T* c_state = Cell::kHasCellState ? out.c_n.template data_ptr<T>() : nullptr;
@@ -119,7 +133,7 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
     const int64_t t = plan.time_of(s);
     RecurrentStep<T> spec{};
     spec.rows = plan.batch[t];
-    T* ws_t = ws + plan.offset[t] * WH;
+    T* ws_t = ws + (plan.offset[t] - ws_first_row) * WH;
     spec.output = output + plan.offset[t] * P;
     spec.step.ws = ws_t;
     spec.step.ws_ld = WH;
@@ -139,16 +153,31 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
     spec.accumulate = !Cell::kHiddenGatesApart;
     return spec;
   };
-  if (Backend::template run_recurrent_loop<Cell, T>(plan.steps(), w_hh, h_state, H, P, N, projected, step_at)) {
-    return out;
-  }
-  for (int64_t s = 0; s < plan.steps(); ++s) {
-    const RecurrentStep<T> spec = step_at(s);
-    if (spec.rows == 0) continue;
-    Backend::template recurrent_step<Cell, T>(spec.rows, h_state, P, w_hh, spec.target, spec.target_ld,
-                                              spec.accumulate, spec.step, H);
-    if (projected) Backend::template gemm_weight<T>(spec.rows, h_pre, H, w_hr, 0, spec.output, P);
-    Backend::template copy_rows<T>(h_state, P, spec.output, P, spec.rows, P);
+  // Chunks of whole steps, at most chunk_rows rows each (one step may exceed it only where
+  // chunk_rows is the whole workspace). A chunk's steps are one contiguous range of times,
+  // hence of packed rows, in either direction.
+  for (int64_t s0 = 0; s0 < plan.steps();) {
+    int64_t s1 = s0, rows = 0;
+    while (s1 < plan.steps() && rows + plan.batch[plan.time_of(s1)] <= chunk_rows) {
+      rows += plan.batch[plan.time_of(s1++)];
+    }
+    TORCH_INTERNAL_ASSERT(s1 > s0, "a step has more rows than a projection chunk");
+    ws_first_row = plan.offset[std::min(plan.time_of(s0), plan.time_of(s1 - 1))];
+    // The input projection of the chunk, bias included.
+    Backend::template gemm_weight<T>(rows, a.input.template data_ptr<T>() + ws_first_row * I, I, w_ih, 0, ws, WH,
+                                     bias.defined() ? bias.template data_ptr<T>() : nullptr);
+    auto chunk_step_at = [&, s0](int64_t s) { return step_at(s0 + s); };
+    if (!Backend::template run_recurrent_loop<Cell, T>(s1 - s0, w_hh, h_state, H, P, N, projected, chunk_step_at)) {
+      for (int64_t s = s0; s < s1; ++s) {
+        const RecurrentStep<T> spec = step_at(s);
+        if (spec.rows == 0) continue;
+        Backend::template recurrent_step<Cell, T>(spec.rows, h_state, P, w_hh, spec.target, spec.target_ld,
+                                                  spec.accumulate, spec.step, H);
+        if (projected) Backend::template gemm_weight<T>(spec.rows, h_pre, H, w_hr, 0, spec.output, P);
+        Backend::template copy_rows<T>(h_state, P, spec.output, P, spec.rows, P);
+      }
+    }
+    s0 = s1;
   }
   return out;
 }

@@ -18,5 +18,6 @@
 //   w_ih         (G*H, I), w_hh (G*H, P), b_ih / b_hh (G*H,) optional, w_hr (P, H) optional
 //   output       (R, P)   h of every step, packed like input
 //   h_n          (N, P)   last state of every sequence; c_n (N, H)
-//   workspace    (R, W*H) what backward needs (activated gates and cell-specific extras)
+//   workspace    (R, W*H) what backward needs (activated gates and cell-specific extras);
+//                (0, W*H) from a forward called with keep_workspace=False
 // An unpacked (T, N, I) input is the special case batch_sizes = [N] * T.

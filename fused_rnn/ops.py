@@ -24,27 +24,27 @@ _WORKSPACE = {"lstm": 5, "gru": 4, "rnn": 1}
 # ---- fake kernels: output shapes only ---------------------------------------------
 
 
-def _fake_forward(kind, input, h0, w_ih):
+def _fake_forward(kind, input, h0, w_ih, keep_workspace):
     rows, hidden = input.shape[0], w_ih.shape[0] // _GATES[kind]
     output = input.new_empty(rows, h0.shape[1])
-    workspace = input.new_empty(rows, _WORKSPACE[kind] * hidden)
+    workspace = input.new_empty(rows if keep_workspace else 0, _WORKSPACE[kind] * hidden)
     return output, h0.new_empty(h0.shape), workspace
 
 
 @torch.library.register_fake("fused_rnn::lstm_forward")
-def _lstm_forward_fake(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse):
-    output, h_n, workspace = _fake_forward("lstm", input, h0, w_ih)
+def _lstm_forward_fake(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, keep_workspace=True):
+    output, h_n, workspace = _fake_forward("lstm", input, h0, w_ih, keep_workspace)
     return output, h_n, c0.new_empty(c0.shape), workspace
 
 
 @torch.library.register_fake("fused_rnn::gru_forward")
-def _gru_forward_fake(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse):
-    return _fake_forward("gru", input, h0, w_ih)
+def _gru_forward_fake(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse, keep_workspace=True):
+    return _fake_forward("gru", input, h0, w_ih, keep_workspace)
 
 
 @torch.library.register_fake("fused_rnn::rnn_forward")
-def _rnn_forward_fake(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse):
-    return _fake_forward("rnn", input, h0, w_ih)
+def _rnn_forward_fake(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, keep_workspace=True):
+    return _fake_forward("rnn", input, h0, w_ih, keep_workspace)
 
 
 def _fake_weight_grads(input, h0, w_ih, w_hh):
@@ -86,7 +86,7 @@ def _output_to_keep(batch_sizes: Tensor, out: Tensor, h_n: Tensor) -> Tensor:
 
 
 def _lstm_setup_context(ctx, inputs, output):
-    input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse = inputs
+    input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, _keep_workspace = inputs
     out, h_n, c_n, workspace = output
     ctx.mark_non_differentiable(workspace)
     ctx.save_for_backward(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
@@ -104,7 +104,7 @@ def _lstm_backward(ctx, grad_out, grad_h_n, grad_c_n, _grad_workspace):
     g_input, g_h0, g_c0, g_w_ih, g_w_hh, g_b_ih, g_b_hh, g_w_hr = g
     return (g_input, None, g_h0, g_c0, g_w_ih, g_w_hh,
             g_b_ih if b_ih is not None else None, g_b_hh if b_hh is not None else None,
-            g_w_hr if w_hr is not None else None, None)
+            g_w_hr if w_hr is not None else None, None, None)
 
 
 torch.library.register_autograd("fused_rnn::lstm_forward", _lstm_backward, setup_context=_lstm_setup_context)
@@ -114,7 +114,7 @@ def _stateless_setup_context(kind, ctx, inputs, output):
     input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh = inputs[:7]
     out, h_n, workspace = output
     ctx.mark_non_differentiable(workspace)
-    ctx.flags = inputs[7:]  # (reverse,) for GRU, (relu, reverse) for RNN
+    ctx.flags = inputs[7:-1]  # (reverse,) for GRU, (relu, reverse) for RNN; then keep_workspace
     # A vanilla RNN's workspace holds exactly its output (the activated h): keep one copy.
     kept_workspace = None if kind == "rnn" else workspace
     ctx.save_for_backward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, _output_to_keep(batch_sizes, out, h_n),
@@ -134,7 +134,7 @@ def _make_stateless_backward(kind):
             _or_zeros(grad_out, out), _or_zeros(grad_h_n, h0), input, batch_sizes, h0, w_ih, w_hh, out,
             workspace, *ctx.flags)
         return (g_input, None, g_h0, g_w_ih, g_w_hh, g_b_ih if b_ih is not None else None,
-                g_b_hh if b_hh is not None else None) + (None,) * len(ctx.flags)
+                g_b_hh if b_hh is not None else None) + (None,) * (len(ctx.flags) + 1)
 
     return backward
 
@@ -175,13 +175,20 @@ def _needs_reference(*tensors: Optional[Tensor]) -> bool:
     return any(t is not None and forward_ad.unpack_dual(t).tangent is not None for t in tensors)
 
 
+def _backward_may_follow(*tensors: Optional[Tensor]) -> bool:
+    """Whether autograd will record the forward op: only then must it keep its workspace
+    (without it, the CPU forward holds one chunk of pre-activations at a time)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def lstm_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
                b_ih: Optional[Tensor], b_hh: Optional[Tensor], w_hr: Optional[Tensor],
                reverse: bool) -> Tuple[Tensor, Tensor, Tensor]:
     """One LSTM layer in one direction: returns (output (R, P), h_n (N, P), c_n (N, H))."""
     if _needs_reference(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
         return reference.lstm_layer(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse)
-    output, h_n, c_n, _ = _ops.lstm_forward(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse)
+    keep = _backward_may_follow(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    output, h_n, c_n, _ = _ops.lstm_forward(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, keep)
     return output, h_n, c_n
 
 
@@ -190,7 +197,8 @@ def gru_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, w_ih: Tensor, w_hh
     """One GRU layer in one direction: returns (output (R, H), h_n (N, H))."""
     if _needs_reference(input, h0, w_ih, w_hh, b_ih, b_hh):
         return reference.stateless_layer("gru", input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse)
-    output, h_n, _ = _ops.gru_forward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse)
+    keep = _backward_may_follow(input, h0, w_ih, w_hh, b_ih, b_hh)
+    output, h_n, _ = _ops.gru_forward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse, keep)
     return output, h_n
 
 
@@ -200,5 +208,6 @@ def rnn_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, w_ih: Tensor, w_hh
     """One vanilla RNN layer (tanh, or relu) in one direction: returns (output (R, H), h_n (N, H))."""
     if _needs_reference(input, h0, w_ih, w_hh, b_ih, b_hh):
         return reference.stateless_layer("rnn", input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse)
-    output, h_n, _ = _ops.rnn_forward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse)
+    keep = _backward_may_follow(input, h0, w_ih, w_hh, b_ih, b_hh)
+    output, h_n, _ = _ops.rnn_forward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, keep)
     return output, h_n

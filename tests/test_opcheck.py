@@ -17,10 +17,12 @@ def test_opcheck_forward(kind, batches, bias, proj, reverse):
     opcheck(getattr(ops, f"{op_kind(kind)}_forward").default, args)
 
 
+@pytest.mark.parametrize("keep_workspace", [True, False], ids=["keep-workspace", "no-workspace"])
 @pytest.mark.parametrize("kind, batches, bias, proj, reverse", OP_CASES, ids=OP_CASE_IDS)
-def test_opcheck_forward_without_grad(kind, batches, bias, proj, reverse):
+def test_opcheck_forward_without_grad(kind, batches, bias, proj, reverse, keep_workspace):
+    """keep_workspace=False is what the modules pass when no backward can follow."""
     args = layer_args(kind, batches, bias=bias, proj=proj, reverse=reverse, requires_grad=False)
-    opcheck(getattr(ops, f"{op_kind(kind)}_forward").default, args)
+    opcheck(getattr(ops, f"{op_kind(kind)}_forward").default, args + (keep_workspace,))
 
 
 @pytest.mark.parametrize("kind, batches, bias, proj, reverse", OP_CASES, ids=OP_CASE_IDS)

@@ -179,6 +179,10 @@ struct CpuBackend {
     explicit Guard(const at::Tensor&) {}
   };
 
+  // Inference: input projection per chunk of steps (sequence_loop.h), small enough to stay
+  // in the L3 cache (32 MB, shared) until its steps read it.
+  static constexpr int64_t kProjectionChunkBytes = int64_t(4) << 20;
+
   template <class F>
   static void dispatch(at::ScalarType dtype, const char* name, F&& f) {
     TORCH_CHECK_TYPE(dtype == at::kFloat || dtype == at::kDouble, name,

@@ -137,6 +137,11 @@ struct CudaBackend {
     c10::cuda::CUDAGuard guard;
   };
 
+  // Inference too runs the whole input projection in one GEMM (sequence_loop.h): chunks
+  // would split the persistent kernel's single launch into one per chunk, and the caching
+  // allocator reuses the buffer without page faults.
+  static constexpr int64_t kProjectionChunkBytes = INT64_MAX;
+
   template <class F>
   static void dispatch(at::ScalarType dtype, const char* name, F&& f) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "fused_rnn",
