@@ -11,9 +11,10 @@ from torch.nn.utils.rnn import pack_padded_sequence
 import fused_rnn
 from helpers import MODES, assert_close, make_pair, randn
 
-# (N, H): rows split (W_hh well under 512 KB, N >= 8); units split (one row); units split
-# (W_hh of the LSTM over 512 KB).
-SPLITS = {"rows": (16, 40), "units-one-row": (1, 96), "units-large-weights": (8, 384)}
+# (N, H): rows split (W_hh well under 512 KB, N >= 8); units split (one row: H = 320 keeps
+# every cell's step, down to RNN's 2 H^2 flops, above the split's minimum of 196K flops
+# per step, kUnitSplitMinStepFlops in csrc/cpu/cpu_backend.h); units split (W_hh over 512 KB).
+SPLITS = {"rows": (16, 40), "units-one-row": (1, 320), "units-large-weights": (8, 384)}
 
 
 @pytest.fixture
