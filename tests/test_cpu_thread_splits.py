@@ -11,10 +11,11 @@ from torch.nn.utils.rnn import pack_padded_sequence
 import fused_rnn
 from helpers import MODES, assert_close, make_pair, randn
 
-# (N, H): rows split (W_hh well under 512 KB, N >= 8); units split (one row: H = 320 keeps
+# (N, H): rows split (W_hh well under 1 MB, N >= 8); units split (one row: H = 320 keeps
 # every cell's step, down to RNN's 2 H^2 flops, above the split's minimum of 196K flops
-# per step, kUnitSplitMinStepFlops in csrc/cpu/cpu_backend.h); units split (W_hh over 512 KB).
-SPLITS = {"rows": (16, 40), "units-one-row": (1, 320), "units-large-weights": (8, 384)}
+# per step, kUnitSplitMinStepFlops in csrc/cpu/cpu_backend.h); units split (W_hh over
+# kRowSplitMaxWeightBytes = 1 MB for every cell: RNN's H^2 floats at H = 544 are 1.18 MB).
+SPLITS = {"rows": (16, 40), "units-one-row": (1, 320), "units-large-weights": (8, 544)}
 
 
 @pytest.fixture
