@@ -16,7 +16,8 @@
 //   add_rows<T>(dst, a, a_ld, b, b_ld, rows, cols)      dst contiguous (rows, cols)
 //   forward_step<Cell, T>(ForwardStep, rows, H) / backward_step<Cell, T>(BackwardStep, rows, H)
 // Inside the loop there is no allocation and no dispatcher call: only raw BLAS and the
-// fused pointwise step. Whole-sequence GEMMs (input projection, weight gradients) run once.
+// fused pointwise step. Whole-sequence GEMMs (input projection, weight gradients) run once
+// per call (the input projection once per chunk when no workspace is kept).
 #include <ATen/ATen.h>
 #include <algorithm>
 #include <cstdint>
@@ -103,8 +104,8 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
   out.h_n = a.h0.clone();  // the state buffer: rows stop changing when their sequence ends
   if (Cell::kHasCellState) out.c_n = a.c0.clone();
 
-  // Input projection of every step in one GEMM, bias included. LSTM and RNN fold b_hh in
-  // here too; GRU adds b_hh inside the step because r multiplies it.
+  // The input projection's bias. LSTM and RNN fold b_hh in here too; GRU adds b_hh inside
+  // the step because r multiplies it.
   at::Tensor bias;
   if (a.b_ih.defined()) {
     bias = (Cell::kHiddenGatesApart || !a.b_hh.defined()) ? a.b_ih : (a.b_ih + a.b_hh).contiguous();
@@ -153,9 +154,9 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
     spec.accumulate = !Cell::kHiddenGatesApart;
     return spec;
   };
-  // Chunks of whole steps, at most chunk_rows rows each (one step may exceed it only where
-  // chunk_rows is the whole workspace). A chunk's steps are one contiguous range of times,
-  // hence of packed rows, in either direction.
+  // Chunks of whole steps, at most chunk_rows rows each (chunk_rows >= N, so every step
+  // fits). A chunk's steps are one contiguous range of times, hence of packed rows, in
+  // either direction.
   for (int64_t s0 = 0; s0 < plan.steps();) {
     int64_t s1 = s0, rows = 0;
     while (s1 < plan.steps() && rows + plan.batch[plan.time_of(s1)] <= chunk_rows) {
