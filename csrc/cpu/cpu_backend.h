@@ -13,6 +13,7 @@
 
 #include "../cell_math.h"
 #include "../gemm_edge_cases.h"
+#include "avx512_target.h"
 #include "lstm_pointwise_avx512.h"
 #include "sgemm_avx512.h"
 
@@ -41,8 +42,6 @@ inline void blas_gemm(const char* ta, const char* tb, const int* m, const int* n
 // Pointwise steps smaller than this run on one thread: a parallel region costs more.
 constexpr int64_t kParallelGrain = 32768;
 
-#define FUSED_RNN_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,fma")))
-
 // One pointwise step (the cell's forward, or its backward) over rows [r0, r1) and hidden
 // units [j0, j1), compiled twice: for AVX-512 (chosen at run time) and for the baseline
 // ISA. `omp simd` states what the compiler cannot prove: the units j of a row are
@@ -56,7 +55,7 @@ constexpr int64_t kParallelGrain = 32768;
   }
 
 template <bool kForward, class Cell, typename T, typename Step>
-FUSED_RNN_TARGET_AVX512 void rows_avx512(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t H) {
+FUSED_RNN_AVX512 void rows_avx512(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t H) {
   FUSED_RNN_ROWS_LOOP
 }
 template <bool kForward, class Cell, typename T, typename Step>

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "avx512_target.h"
+
 namespace fused_rnn {
 namespace avx512 {
 namespace {
@@ -14,8 +16,6 @@ namespace {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
-
-#define FUSED_RNN_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,fma")))
 
 // kChains independent vectors go through each function below together, one operation at
 // a time across all of them, so that their dependent chains overlap. Two vectors are one

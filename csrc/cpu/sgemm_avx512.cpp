@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "avx512_target.h"
+
 namespace fused_rnn {
 namespace avx512 {
 namespace {
@@ -24,8 +26,6 @@ constexpr int64_t kRowChunk = 192;  // rows of A kept hot in L2 while sweeping a
 constexpr int64_t kDepthBlock = 512;
 constexpr int64_t kParallelFlops = int64_t(1) << 17;  // below this a GEMM stays on one thread: a
 // parallel region costs 1-2 us with hot OpenMP threads (measured, bench/README.md)
-
-#define FUSED_RNN_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,fma")))
 
 constexpr int kVectors = static_cast<int>(kPanel / 16);
 
