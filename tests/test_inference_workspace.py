@@ -9,17 +9,16 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
-import fused_rnn  # noqa: F401
+from fused_rnn.ops import _WORKSPACE
 from helpers import MODES, assert_close, layer_args, make_pair, op_kind
 
 CHUNK_BYTES = 4 << 20
-WORKSPACE_COLUMNS = {"LSTM": 5, "GRU": 4, "RNN_TANH": 1, "RNN_RELU": 1}
 F32 = torch.float32
 
 
 def sizes_for_chunks(kind, H, chunks):
     """(T, N) whose workspace is about `chunks` projection chunks."""
-    rows = chunks * CHUNK_BYTES // (WORKSPACE_COLUMNS[kind] * H * 4)
+    rows = chunks * CHUNK_BYTES // (_WORKSPACE[op_kind(kind.lower())] * H * 4)
     N = 96
     return -(-rows // N), N
 
