@@ -12,7 +12,7 @@ BUILT := fused_rnn/.build-stamp
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: all build test bench sanitize sgemm-microbench clean
+.PHONY: all build test bench sanitize sgemm-microbench pointwise-microbench clean
 SAN := build/sanitize
 
 all: build
@@ -67,12 +67,22 @@ sanitize: $(READY)
 # The profiling aid behind bench/README.md's SGEMM figures (bench/profiling/).
 THREADS ?= 1
 TORCH_DIR = $(shell $(PY) -c "import os, torch; print(os.path.dirname(torch.__file__))")
+# The C++ profiling aids of bench/profiling, compiled as the extension is (setup.py's flags).
+PROFILING_CXX = $(CXX) -O3 -std=c++20 -fno-math-errno -fno-trapping-math -fopenmp -Icsrc \
+  -I$(TORCH_DIR)/include -I$(TORCH_DIR)/include/torch/csrc/api/include
+PROFILING_LIBS = -L$(TORCH_DIR)/lib -ltorch_cpu -lc10 -Wl,-rpath,$(TORCH_DIR)/lib
+
 sgemm-microbench: $(READY)
 	mkdir -p build
-	$(CXX) -O3 -std=c++20 -fopenmp -Icsrc -I$(TORCH_DIR)/include -I$(TORCH_DIR)/include/torch/csrc/api/include \
-	  bench/profiling/sgemm_microbench.cpp csrc/cpu/sgemm_avx512.cpp -L$(TORCH_DIR)/lib -ltorch_cpu -lc10 \
-	  -Wl,-rpath,$(TORCH_DIR)/lib -o build/sgemm_microbench
+	$(PROFILING_CXX) bench/profiling/sgemm_microbench.cpp csrc/cpu/sgemm_avx512.cpp $(PROFILING_LIBS) \
+	  -o build/sgemm_microbench
 	build/sgemm_microbench $(THREADS)
+
+pointwise-microbench: $(READY)
+	mkdir -p build
+	$(PROFILING_CXX) bench/profiling/pointwise_microbench.cpp csrc/cpu/lstm_pointwise_avx512.cpp \
+	  csrc/cpu/sgemm_avx512.cpp $(PROFILING_LIBS) -o build/pointwise_microbench
+	build/pointwise_microbench
 
 clean:
 	rm -rf build fused_rnn/_C*.so $(BUILT) *.egg-info

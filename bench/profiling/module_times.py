@@ -1,0 +1,80 @@
+"""Best-of-batches times of fused_rnn modules, forward (no_grad) and forward+backward, on
+one line per run: the measurement behind the A/B figures of bench/README.md "What we
+learned" (run it under bench/profiling/ab_builds.sh to alternate two builds). Optionally
+beside torch.nn, as the speedup torch.nn / fused_rnn.
+
+    python bench/profiling/module_times.py --cell lstm gru --shapes 100,64,256 50,16,256 --torch-nn
+"""
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import fused_rnn  # noqa: E402
+import fused_rnn.ops  # noqa: E402
+
+CLASSES = {"lstm": (fused_rnn.LSTM, torch.nn.LSTM), "gru": (fused_rnn.GRU, torch.nn.GRU),
+           "rnn_tanh": (fused_rnn.RNN, torch.nn.RNN)}
+
+
+def best_seconds(call, calls=3, batches=5):
+    for _ in range(2):
+        call()
+    best = float("inf")
+    for _ in range(batches):
+        start = time.perf_counter()
+        for _ in range(calls):
+            call()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cell", nargs="+", choices=sorted(CLASSES), default=["lstm"])
+    parser.add_argument("--shapes", nargs="+", default=["100,64,256", "50,32,512", "100,1,128"],
+                        help="T,N,H each (I = H)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--mode", choices=["forward", "fwdbwd", "both"], default="both")
+    parser.add_argument("--torch-nn", action="store_true", help="also time torch.nn: print its time / ours")
+    parser.add_argument("--keep-workspace", action="store_true",
+                        help="forward keeps the whole workspace as training does (the layout before "
+                             "keep_workspace existed)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.keep_workspace:
+        fused_rnn.ops._backward_may_follow = lambda *tensors: True
+    results = []
+    for cell in args.cell:
+        fused_cls, nn_cls = CLASSES[cell]
+        for shape in args.shapes:
+            T, N, H = map(int, shape.split(","))
+            reference = nn_cls(H, H)
+            fused = fused_cls(H, H)
+            fused.load_state_dict(reference.state_dict())
+            x = torch.randn(T, N, H, requires_grad=True)
+            grad = torch.randn(T, N, H)
+            modules = {"fused": fused, "nn": reference} if args.torch_nn else {"fused": fused}
+            times = {}
+            for name, module in modules.items():
+                params = [x] + list(module.parameters())
+                if args.mode in ("forward", "both"):
+                    with torch.no_grad():
+                        times[name, "fwd"] = best_seconds(lambda m=module: m(x))
+                if args.mode in ("fwdbwd", "both"):
+                    times[name, "fwdbwd"] = best_seconds(
+                        lambda m=module, p=params: torch.autograd.grad(m(x)[0], p, grad))
+            parts = []
+            for (name, mode), seconds in times.items():
+                if name == "fused":
+                    ratio = f" x{times['nn', mode] / seconds:.3f}" if args.torch_nn else ""
+                    parts.append(f"{mode} {seconds * 1e3:.2f} ms{ratio}")
+            results.append(f"{cell} ({T},{N},{H}) " + " ".join(parts))
+    print("  |  ".join(results), flush=True)
+
+
+if __name__ == "__main__":
+    main()
