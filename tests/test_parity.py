@@ -130,9 +130,17 @@ def test_cpu_low_precision(kind, dtype):
 @pytest.mark.parametrize("kind", MODES)
 def test_saturated_gates(kind, dtype):
     """Inputs and states 60x larger than usual drive every gate into saturation, where a
-    fast exp/tanh approximation would show its range limits."""
+    fast exp/tanh approximation would show its range limits. In float32 the gradients are
+    ill-conditioned there: torch.nn's own error against float64 reaches 1e-5 of the
+    gradient's scale, the parity tolerance, so a result that rounds differently (another
+    summation order) may be that far from torch.nn while as close to the exact gradient;
+    each tensor must then be within 2x of torch.nn's own error instead."""
     ref, fused, leaves, make_args = sequence_case(kind, dtype=dtype, layers=2, bidirectional=True, T=8)
-    assert_parity(ref, fused, [t * 60 for t in leaves], make_args)
+    saturating = [t * 60 for t in leaves]
+    if dtype == torch.float64:
+        assert_parity(ref, fused, saturating, make_args)
+    else:
+        assert_error_within_torch_nn(ref, fused, saturating, make_args, parity_tol=TOLERANCE[dtype])
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, F32], ids=["float64", "float32"])

@@ -269,7 +269,7 @@ struct CpuBackend {
         const int64_t G = static_cast<int64_t>(w.per_gate.size());
         const int64_t unit_panels = (H + avx512::kPanel - 1) / avx512::kPanel;
         auto units = [&](int64_t u0, int64_t u1) {
-          avx512::gemm_panels(b, {h_prev, P, 1}, w.per_gate.data(), G, H, u0, u1, accumulate, target, target_ld,
+          avx512::gemm_panels(b, b, {h_prev, P, 1}, w.per_gate.data(), G, H, u0, u1, accumulate, target, target_ld,
                               pointwise_after_panel<Cell, T>(step, 0, H));
         };
         if (unit_panels > 1 && avx512::worth_threads(2 * b * G * H * P)) {
@@ -312,7 +312,7 @@ struct CpuBackend {
               const auto spec = step_at(s);
               const int64_t r1 = std::min(mine.r1, spec.rows);
               if (r1 <= mine.r0) continue;  // no barrier in this loop: threads may differ here
-              avx512::gemm_panels(r1 - mine.r0, {h_state + mine.r0 * P, P, 1}, w.per_gate.data(), G, H, 0,
+              avx512::gemm_panels(r1 - mine.r0, spec.rows, {h_state + mine.r0 * P, P, 1}, w.per_gate.data(), G, H, 0,
                                   all_panels, spec.accumulate, spec.target + mine.r0 * spec.target_ld,
                                   spec.target_ld, pointwise_after_panel<Cell, T>(spec.step, mine.r0, H));
               std::memcpy(h_state + mine.r0 * P, spec.output + mine.r0 * P, (r1 - mine.r0) * P * sizeof(T));
@@ -330,7 +330,7 @@ struct CpuBackend {
           T* const current = states[done % 2];
           T* const next = states[(done + 1) % 2];
           spec.step.h_prev = current;  // GRU's pointwise step reads its units' previous h
-          avx512::gemm_panels(spec.rows, {current, P, 1}, w.per_gate.data(), G, H, mine.u0, mine.u1,
+          avx512::gemm_panels(spec.rows, spec.rows, {current, P, 1}, w.per_gate.data(), G, H, mine.u0, mine.u1,
                               spec.accumulate, spec.target, spec.target_ld,
                               pointwise_after_panel<Cell, T>(spec.step, 0, H));
           // This thread's units of the next state: the step's h for its rows, the rest carried.
@@ -373,8 +373,8 @@ struct CpuBackend {
               const int64_t r1 = std::min(mine.r1, spec.rows);
               if (r1 <= mine.r0) continue;  // no barrier in this loop: threads may differ here
               pointwise_rows<false, Cell, T>(spec.step, mine.r0, r1, 0, H, H);
-              avx512::gemm_panels(r1 - mine.r0, {spec.step.dgates_hidden + mine.r0 * G * H, G * H, 1}, &w_hh.packed,
-                                  1, 0, 0, state_panels, spec.accumulate, dh_state + mine.r0 * P, P);
+              avx512::gemm_panels(r1 - mine.r0, spec.rows, {spec.step.dgates_hidden + mine.r0 * G * H, G * H, 1},
+                                  &w_hh.packed, 1, 0, 0, state_panels, spec.accumulate, dh_state + mine.r0 * P, P);
             }
           });
       if (by_rows) return true;
@@ -384,8 +384,8 @@ struct CpuBackend {
           if (spec.rows == 0) continue;  // the same for every thread: barriers stay matched
           pointwise_rows<false, Cell, T>(spec.step, 0, spec.rows, mine.j0, mine.j1, H);
 #pragma omp barrier
-          avx512::gemm_panels(spec.rows, {spec.step.dgates_hidden, G * H, 1}, &w_hh.packed, 1, 0, mine.u0, mine.u1,
-                              spec.accumulate, dh_state, P);
+          avx512::gemm_panels(spec.rows, spec.rows, {spec.step.dgates_hidden, G * H, 1}, &w_hh.packed, 1, 0, mine.u0,
+                              mine.u1, spec.accumulate, dh_state, P);
         }
       });
     }

@@ -29,14 +29,45 @@ constexpr int64_t kParallelFlops = int64_t(1) << 17;  // below this a GEMM stays
 
 constexpr int kVectors = static_cast<int>(kPanel / 16);
 
+// Interleaved partial sums, for the per-step products of steps with few rows (gemm_panels):
+// each (row, vector) of the tile keeps kInterleavedSums accumulators, accumulator h summing
+// every k = h mod kInterleavedSums, added up at the end. With one accumulator, a tile of one
+// row waits on FMA latency: every k's FMAs need the previous k's results, so it issues 2
+// FMAs per 4-cycle latency where the core could issue 8; with 8 or more accumulators in
+// flight it is limited by streaming B from L2 instead. M = 1, K = 128, N = 512 (an LSTM
+// N = 1, H = 128 step): 70 -> 90 GFLOP/s, M = 2: 136 -> 153 (1 thread, make
+// sgemm-microbench). Whether a row is summed this way depends only on its step's rows,
+// never on how the rows are cut into tiles or over threads, so a row rounds the same
+// whichever the split: the inference forward (projection in chunks, so other thread
+// splits) matches the training forward bit for bit (tests/test_inference_workspace.py).
+constexpr int kInterleavedSums = 4;
+
+// acc += A[:, k] B[k, :] for one k of the tile.
 template <int R, bool kColumnMajorA>
-FUSED_RNN_AVX512 void micro_tile(int64_t K, const float* a, int64_t lda, const float* panel, float* c,
-                                 int64_t ldc, int columns, bool accumulate, const float* bias) {
-  __m512 acc[R][kVectors];
+FUSED_RNN_AVX512 inline __attribute__((always_inline)) void add_one_k(__m512 (&acc)[R][kVectors], const float* a,
+                                                                      int64_t lda, const float* panel, int64_t k) {
+  __m512 b[kVectors];
+#pragma GCC unroll 4
+  for (int v = 0; v < kVectors; ++v) b[v] = _mm512_load_ps(panel + k * kPanel + 16 * v);
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
+    const __m512 av = _mm512_set1_ps(kColumnMajorA ? a[k * lda + r] : a[r * lda + k]);
 #pragma GCC unroll 4
-    for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_setzero_ps();
+    for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_fmadd_ps(av, b[v], acc[r][v]);
+  }
+}
+
+template <int R, bool kColumnMajorA, int Sums>
+FUSED_RNN_AVX512 void micro_tile(int64_t K, const float* a, int64_t lda, const float* panel, float* c,
+                                 int64_t ldc, int columns, bool accumulate, const float* bias) {
+  __m512 acc[Sums][R][kVectors];  // acc[0] is the tile once the sums are added up
+#pragma GCC unroll 4
+  for (int h = 0; h < Sums; ++h) {
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+      for (int v = 0; v < kVectors; ++v) acc[h][r][v] = _mm512_setzero_ps();
+    }
   }
   // Start fetching the C tile for writing now, so the misses overlap the k loop instead of
   // stalling the stores at the end (C is large and cold for the input projection).
@@ -45,15 +76,18 @@ FUSED_RNN_AVX512 void micro_tile(int64_t K, const float* a, int64_t lda, const f
     __builtin_prefetch(c + r * ldc, 1, 3);
     __builtin_prefetch(c + r * ldc + 16, 1, 3);
   }
-  for (int64_t k = 0; k < K; ++k) {
-    __m512 b[kVectors];
+  int64_t k = 0;
+  for (; k + Sums <= K; k += Sums) {
 #pragma GCC unroll 4
-    for (int v = 0; v < kVectors; ++v) b[v] = _mm512_load_ps(panel + k * kPanel + 16 * v);
+    for (int h = 0; h < Sums; ++h) add_one_k<R, kColumnMajorA>(acc[h], a, lda, panel, k + h);
+  }
+  for (; k < K; ++k) add_one_k<R, kColumnMajorA>(acc[0], a, lda, panel, k);
+#pragma GCC unroll 4
+  for (int h = 1; h < Sums; ++h) {
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      const __m512 av = _mm512_set1_ps(kColumnMajorA ? a[k * lda + r] : a[r * lda + k]);
 #pragma GCC unroll 4
-      for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_fmadd_ps(av, b[v], acc[r][v]);
+      for (int v = 0; v < kVectors; ++v) acc[0][r][v] = _mm512_add_ps(acc[0][r][v], acc[h][r][v]);
     }
   }
   __mmask16 mask[kVectors];
@@ -68,20 +102,21 @@ FUSED_RNN_AVX512 void micro_tile(int64_t K, const float* a, int64_t lda, const f
 #pragma GCC unroll 4
     for (int v = 0; v < kVectors; ++v) {
       if (accumulate) {
-        acc[r][v] = _mm512_add_ps(acc[r][v], _mm512_maskz_loadu_ps(mask[v], cr + 16 * v));
+        acc[0][r][v] = _mm512_add_ps(acc[0][r][v], _mm512_maskz_loadu_ps(mask[v], cr + 16 * v));
       } else if (bias) {
-        acc[r][v] = _mm512_add_ps(acc[r][v], _mm512_maskz_loadu_ps(mask[v], bias + 16 * v));
+        acc[0][r][v] = _mm512_add_ps(acc[0][r][v], _mm512_maskz_loadu_ps(mask[v], bias + 16 * v));
       }
-      _mm512_mask_storeu_ps(cr + 16 * v, mask[v], acc[r][v]);
+      _mm512_mask_storeu_ps(cr + 16 * v, mask[v], acc[0][r][v]);
     }
   }
 }
 
 using MicroTile = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, int, bool, const float*);
 
-template <bool kColumnMajorA, int... Rs>
+// Micro-tiles of 1..sizeof(Rs) rows, each with `Sums` accumulators per (row, vector).
+template <bool kColumnMajorA, int Sums, int... Rs>
 constexpr std::array<MicroTile, sizeof...(Rs)> make_tiles(std::integer_sequence<int, Rs...>) {
-  return {&micro_tile<Rs + 1, kColumnMajorA>...};
+  return {&micro_tile<Rs + 1, kColumnMajorA, Sums>...};
 }
 
 // Row tiles of a chunk of rows: near-equal sizes, so 64 rows run as 11+11+11+11+10+10
@@ -113,10 +148,16 @@ constexpr int64_t kPackRowsFrom = 3 * kRows;
 
 // One chunk of rows of A times panel p of B, into C's rows of that chunk. `rows_of_a` is
 // either the chunk packed by pack_rows (packed = true) or A itself at the chunk's first row.
+// interleaved: with interleaved partial sums (chunk_rows <= kInterleavedSumsMaxRows).
 void chunk_times_panel(const MatrixView& rows_of_a, bool packed, int64_t chunk_rows, const PackedMatrix& B,
-                       int64_t p, bool accumulate, float* C, int64_t ldc, const float* bias) {
-  static const auto row_major = make_tiles<false>(std::make_integer_sequence<int, kRows>{});
-  static const auto column_major = make_tiles<true>(std::make_integer_sequence<int, kRows>{});
+                       int64_t p, bool accumulate, float* C, int64_t ldc, const float* bias, bool interleaved) {
+  static const auto row_major_tiles = make_tiles<false, 1>(std::make_integer_sequence<int, kRows>{});
+  static const auto column_major_tiles = make_tiles<true, 1>(std::make_integer_sequence<int, kRows>{});
+  constexpr auto kFewRows = std::make_integer_sequence<int, kInterleavedSumsMaxRows>{};
+  static const auto row_major_interleaved = make_tiles<false, kInterleavedSums>(kFewRows);
+  static const auto column_major_interleaved = make_tiles<true, kInterleavedSums>(kFewRows);
+  const MicroTile* row_major = interleaved ? row_major_interleaved.data() : row_major_tiles.data();
+  const MicroTile* column_major = interleaved ? column_major_interleaved.data() : column_major_tiles.data();
   const bool column_a = packed || (rows_of_a.row_stride == 1 && rows_of_a.col_stride != 1);
   const int columns = static_cast<int>(std::min<int64_t>(kPanel, B.N - p * kPanel));
   const float* panel_bias = bias ? bias + p * kPanel : nullptr;
@@ -264,10 +305,10 @@ namespace {
 
 // Tiles [t0, t1) of the (row chunk, panel) grid restricted to panels [p0, p0 + panels), on
 // the calling thread, for each of `count` matrices Bs[i] (same shape) into C + i * c_stride.
-// A chunk of A is packed once for all of them.
+// A chunk of A is packed once for all of them. interleaved: as chunk_times_panel.
 void run_tiles(int64_t M, const MatrixView& A, const PackedMatrix* Bs, int64_t count, int64_t c_stride, int64_t p0,
                int64_t panels, int64_t t0, int64_t t1, bool accumulate, float* C, int64_t ldc, const float* bias,
-               PanelDone panel_done = nullptr) {
+               bool interleaved, PanelDone panel_done = nullptr) {
   const PackedMatrix& B = Bs[0];
   if (B.K == 0) {
     for (int64_t i = 0; i < count; ++i) {
@@ -299,7 +340,8 @@ void run_tiles(int64_t M, const MatrixView& A, const PackedMatrix* Bs, int64_t c
     const MatrixView rows = pack_a ? MatrixView{packed.data(), 0, 0}
                                    : MatrixView{A.data + m0 * A.row_stride, A.row_stride, A.col_stride};
     for (int64_t i = 0; i < count; ++i) {
-      chunk_times_panel(rows, pack_a, m1 - m0, Bs[i], p, accumulate, C + i * c_stride + m0 * ldc, ldc, bias);
+      chunk_times_panel(rows, pack_a, m1 - m0, Bs[i], p, accumulate, C + i * c_stride + m0 * ldc, ldc, bias,
+                        interleaved);
     }
     if (panel_done) panel_done(m0, m1, p);
   }
@@ -314,7 +356,9 @@ void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate
   if (M == 0 || B.N == 0) return;
   const int64_t panels = B.panels();
   const int64_t tiles = row_chunks(M) * panels;
-  auto run = [&](int64_t t0, int64_t t1) { run_tiles(M, A, &B, 1, 0, 0, panels, t0, t1, accumulate, C, ldc, bias); };
+  auto run = [&](int64_t t0, int64_t t1) {
+    run_tiles(M, A, &B, 1, 0, 0, panels, t0, t1, accumulate, C, ldc, bias, /*interleaved=*/false);
+  };
   if (2 * M * B.N * B.K < kParallelFlops || tiles == 1) {
     run(0, tiles);
   } else {
@@ -322,12 +366,14 @@ void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate
   }
 }
 
-void gemm_panels(int64_t M, const MatrixView& A, const PackedMatrix* Bs, int64_t count, int64_t c_stride,
-                 int64_t p0, int64_t p1, bool accumulate, float* C, int64_t ldc, PanelDone panel_done) {
+void gemm_panels(int64_t M, int64_t step_rows, const MatrixView& A, const PackedMatrix* Bs, int64_t count,
+                 int64_t c_stride, int64_t p0, int64_t p1, bool accumulate, float* C, int64_t ldc,
+                 PanelDone panel_done) {
   p1 = std::min(p1, Bs[0].panels());
   if (M == 0 || p1 <= p0 || count == 0) return;
+  TORCH_INTERNAL_ASSERT(M <= step_rows, "gemm_panels: a call's rows are part of its step's");
   run_tiles(M, A, Bs, count, c_stride, p0, p1 - p0, 0, row_chunks(M) * (p1 - p0), accumulate, C, ldc, nullptr,
-            panel_done);
+            /*interleaved=*/step_rows <= kInterleavedSumsMaxRows, panel_done);
 }
 
 bool worth_threads(int64_t flops) { return flops >= kParallelFlops; }

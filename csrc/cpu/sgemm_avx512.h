@@ -42,12 +42,20 @@ void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate
 // Called as panel_done(m0, m1, p) once panel p of every B is in C for rows [m0, m1).
 using PanelDone = c10::function_ref<void(int64_t, int64_t, int64_t)>;
 
+// A time step's rows up to which gemm_panels sums k in interleaved partial sums (few rows
+// are limited by FMA latency, not by bandwidth, otherwise; see sgemm_avx512.cpp).
+constexpr int64_t kInterleavedSumsMaxRows = 3;
+
 // A times each of `count` same-shaped matrices Bs[i] into C + i * c_stride, restricted to
 // panels [p0, p1) (columns [32 p0, 32 p1)), on the calling thread: for callers that split
-// the columns over threads themselves. A is packed once for all Bs. panel_done, if given,
-// lets the caller consume those columns of every C while they are still in L1.
-void gemm_panels(int64_t M, const MatrixView& A, const PackedMatrix* Bs, int64_t count, int64_t c_stride,
-                 int64_t p0, int64_t p1, bool accumulate, float* C, int64_t ldc, PanelDone panel_done = nullptr);
+// the columns, or the rows, of a time step's product over threads themselves. step_rows:
+// the step's rows, of which A's M rows are some (M = step_rows unless the rows were split);
+// a row's rounding depends on it alone, not on the split. A is packed once for all Bs.
+// panel_done, if given, lets the caller consume those columns of every C while they are
+// still in L1.
+void gemm_panels(int64_t M, int64_t step_rows, const MatrixView& A, const PackedMatrix* Bs, int64_t count,
+                 int64_t c_stride, int64_t p0, int64_t p1, bool accumulate, float* C, int64_t ldc,
+                 PanelDone panel_done = nullptr);
 
 // Whether a product of this many flops pays for a parallel region.
 bool worth_threads(int64_t flops);
