@@ -99,11 +99,13 @@ struct UnitRange {
   int64_t u0, u1, j0, j1;
 };
 
-// A time loop split by hidden units meets at a barrier every step, which costs about a
-// microsecond here, so the split pays only from this many flops per step. LSTM, N = 1,
-// T = 100 on 1 vs 2 threads: H = 128 (131K flops per step) 297 vs 327 us forward, 869 vs
-// 915 us forward+backward; H = 160 (205K) 426 vs 308 and 1150 vs 839 us [step_cost].
-constexpr int64_t kUnitSplitMinStepFlops = 3 << 16;
+// A time loop split by hidden units meets at a barrier every step (about 0.2 us alone,
+// 0.5 us with the state's cache lines moving between the cores), so the split pays only
+// from this many flops per step. Split vs not (then one thread, or from 131K flops a
+// parallel region per step), 2 threads, T = 200, N = 1 [step_cost]: LSTM H = 128 (131K
+// flops per step) forward 377 vs 457 us, forward+backward 1011 vs 1150; RNN H = 256
+// (131K) 546 vs 735 forward; GRU H = 128 (98K) 504 vs 448; LSTM H = 64 (33K) 290 vs 195.
+constexpr int64_t kUnitSplitMinStepFlops = int64_t(1) << 17;
 
 // Runs body(UnitRange) on every thread of ONE parallel region, the H hidden units split
 // over the threads by whole panels (body may hold `omp barrier`s: every thread runs it).
