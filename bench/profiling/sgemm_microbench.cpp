@@ -17,7 +17,8 @@ int main(int argc, char** argv) {
   at::set_num_threads(argc > 1 ? std::atoi(argv[1]) : 1);
   // (M, K, N): per-step products, an input projection, a weight gradient's K.
   const int shapes[][3] = {{64, 256, 1024}, {6400, 256, 1024}, {32, 512, 2048}, {32, 512, 512}, {16, 64, 256},
-                           {1, 128, 512},   {2, 128, 512},     {3, 256, 768},   {1024, 2048, 256}};
+                           {1, 128, 512},   {2, 128, 512},     {3, 256, 768},   {1024, 2048, 256},
+                           {3200, 256, 64}};
   std::printf("threads %d, AVX-512 path %s\n", at::get_num_threads(), available() ? "on" : "OFF");
   for (const auto& shape : shapes) {
     const int M = shape[0], K = shape[1], N = shape[2];

@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <array>
 #include <utility>
-#include <vector>
 
 #include "avx512_target.h"
 
@@ -127,30 +126,17 @@ struct RowTiles {
 };
 RowTiles row_tiles(int64_t rows) { return {(rows + kRows - 1) / kRows, rows}; }
 
-// Copies rows [m0, m1) of A into `packed`, tile by tile, each tile k-major: the micro-tile
-// then reads its A values as one sequential stream instead of one stream per row.
-void pack_rows(const MatrixView& A, int64_t m0, int64_t m1, int64_t K, float* packed) {
-  const RowTiles tiles = row_tiles(m1 - m0);
-  int64_t m = m0;
-  for (int64_t t = 0; t < tiles.count; ++t) {
-    const int64_t rows = tiles.size(t);
-    for (int64_t r = 0; r < rows; ++r) {  // read each row of A sequentially
-      const float* row = A.data + (m + r) * A.row_stride;
-      for (int64_t k = 0; k < K; ++k) packed[k * rows + r] = row[k * A.col_stride];
-    }
-    packed += rows * K;
-    m += rows;
-  }
-}
-
-// Chunks of at most this many rows read A in place: packing them costs more than it saves.
-constexpr int64_t kPackRowsFrom = 3 * kRows;
-
-// One chunk of rows of A times panel p of B, into C's rows of that chunk. `rows_of_a` is
-// either the chunk packed by pack_rows (packed = true) or A itself at the chunk's first row.
-// interleaved: with interleaved partial sums (chunk_rows <= kInterleavedSumsMaxRows).
-void chunk_times_panel(const MatrixView& rows_of_a, bool packed, int64_t chunk_rows, const PackedMatrix& B,
-                       int64_t p, bool accumulate, float* C, int64_t ldc, const float* bias, bool interleaved) {
+// A is read in place, never packed: a micro-tile's rows are 12 streams along k, which the
+// L1 serves as fast as one packed stream, and packing a row chunk (a scalar transpose)
+// cost more than it saved. Without it, 1 thread: (6400, 256, 1024) 245 -> 258 GFLOP/s,
+// (3200, 256, 64), the input gradient of an LSTM with I = 64, 175 -> 266 (make
+// sgemm-microbench); LSTM (200, 16, 64, 64) forward+backward 2.6 -> 2.0 ms together
+// with the balanced row chunks of run_tiles [module_times].
+// One chunk of rows of A times panel p of B, into C's rows of that chunk; `rows_of_a` is A
+// at the chunk's first row. interleaved: with interleaved partial sums (chunk_rows <=
+// kInterleavedSumsMaxRows).
+void chunk_times_panel(const MatrixView& rows_of_a, int64_t chunk_rows, const PackedMatrix& B, int64_t p,
+                       bool accumulate, float* C, int64_t ldc, const float* bias, bool interleaved) {
   static const auto row_major_tiles = make_tiles<false, 1>(std::make_integer_sequence<int, kRows>{});
   static const auto column_major_tiles = make_tiles<true, 1>(std::make_integer_sequence<int, kRows>{});
   constexpr auto kFewRows = std::make_integer_sequence<int, kInterleavedSumsMaxRows>{};
@@ -158,7 +144,9 @@ void chunk_times_panel(const MatrixView& rows_of_a, bool packed, int64_t chunk_r
   static const auto column_major_interleaved = make_tiles<true, kInterleavedSums>(kFewRows);
   const MicroTile* row_major = interleaved ? row_major_interleaved.data() : row_major_tiles.data();
   const MicroTile* column_major = interleaved ? column_major_interleaved.data() : column_major_tiles.data();
-  const bool column_a = packed || (rows_of_a.row_stride == 1 && rows_of_a.col_stride != 1);
+  const bool column_a = rows_of_a.row_stride == 1 && rows_of_a.col_stride != 1;
+  const MicroTile* tile_of = column_a ? column_major : row_major;
+  const int64_t lda = column_a ? rows_of_a.col_stride : rows_of_a.row_stride;
   const int columns = static_cast<int>(std::min<int64_t>(kPanel, B.N - p * kPanel));
   const float* panel_bias = bias ? bias + p * kPanel : nullptr;
   const RowTiles tiles = row_tiles(chunk_rows);
@@ -170,15 +158,8 @@ void chunk_times_panel(const MatrixView& rows_of_a, bool packed, int64_t chunk_r
     for (int64_t t = 0; t < tiles.count; ++t) {
       const int64_t rows = tiles.size(t);
       const bool add = k0 > 0 || accumulate;
-      if (packed) {
-        column_major[rows - 1](depth, a + k0 * rows, rows, panel, c, ldc, columns, add, panel_bias);
-        a += rows * B.K;
-      } else {
-        const int64_t lda = column_a ? rows_of_a.col_stride : rows_of_a.row_stride;
-        (column_a ? column_major : row_major)[rows - 1](depth, a + k0 * rows_of_a.col_stride, lda, panel, c, ldc,
-                                                        columns, add, panel_bias);
-        a += rows * rows_of_a.row_stride;
-      }
+      tile_of[rows - 1](depth, a + k0 * rows_of_a.col_stride, lda, panel, c, ldc, columns, add, panel_bias);
+      a += rows * rows_of_a.row_stride;
       c += rows * ldc;
     }
   }
@@ -303,13 +284,23 @@ PackedMatrix pack(const float* data, int64_t k_stride, int64_t n_stride, int64_t
 
 namespace {
 
+// Row chunks of at most kRowChunk rows and near-equal sizes: the threads split the (chunk,
+// panel) grid, so 256 rows run as 128 + 128 rather than 192 + 64, which left one of two
+// threads with three quarters of a weight gradient's work (M = 4H = 256, N = 64 panels).
+struct RowChunks {
+  int64_t count, rows;
+  int64_t first(int64_t c) const { return rows * c / count; }  // chunk c: [first(c), first(c + 1))
+};
+RowChunks row_chunks(int64_t M) { return {std::max<int64_t>(1, (M + kRowChunk - 1) / kRowChunk), M}; }
+
 // Tiles [t0, t1) of the (row chunk, panel) grid restricted to panels [p0, p0 + panels), on
 // the calling thread, for each of `count` matrices Bs[i] (same shape) into C + i * c_stride.
-// A chunk of A is packed once for all of them. interleaved: as chunk_times_panel.
+// interleaved: as chunk_times_panel.
 void run_tiles(int64_t M, const MatrixView& A, const PackedMatrix* Bs, int64_t count, int64_t c_stride, int64_t p0,
                int64_t panels, int64_t t0, int64_t t1, bool accumulate, float* C, int64_t ldc, const float* bias,
                bool interleaved, PanelDone panel_done = nullptr) {
   const PackedMatrix& B = Bs[0];
+  const RowChunks chunks = row_chunks(M);
   if (B.K == 0) {
     for (int64_t i = 0; i < count; ++i) {
       for (int64_t m = 0; m < M && !accumulate; ++m) {
@@ -320,34 +311,20 @@ void run_tiles(int64_t M, const MatrixView& A, const PackedMatrix* Bs, int64_t c
     }
     for (int64_t t = t0; t < t1 && panel_done; ++t) {
       const int64_t chunk = t / panels;
-      panel_done(chunk * kRowChunk, std::min(M, (chunk + 1) * kRowChunk), p0 + t - chunk * panels);
+      panel_done(chunks.first(chunk), chunks.first(chunk + 1), p0 + t - chunk * panels);
     }
     return;
   }
-  // Reused across calls (and time steps) so that the loop allocates nothing.
-  thread_local std::vector<float> packed;
-  int64_t packed_chunk = -1;
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t chunk = t / panels, p = p0 + t - chunk * panels;
-    const int64_t m0 = chunk * kRowChunk, m1 = std::min(M, m0 + kRowChunk);
-    // A column-major A already reads as one stream per tile (a row of k is contiguous).
-    const bool pack_a = m1 - m0 >= kPackRowsFrom && A.col_stride == 1;
-    if (pack_a && chunk != packed_chunk) {
-      if (packed.size() < static_cast<size_t>((m1 - m0) * B.K)) packed.resize((m1 - m0) * B.K);
-      pack_rows(A, m0, m1, B.K, packed.data());
-      packed_chunk = chunk;
-    }
-    const MatrixView rows = pack_a ? MatrixView{packed.data(), 0, 0}
-                                   : MatrixView{A.data + m0 * A.row_stride, A.row_stride, A.col_stride};
+    const int64_t m0 = chunks.first(chunk), m1 = chunks.first(chunk + 1);
+    const MatrixView rows{A.data + m0 * A.row_stride, A.row_stride, A.col_stride};
     for (int64_t i = 0; i < count; ++i) {
-      chunk_times_panel(rows, pack_a, m1 - m0, Bs[i], p, accumulate, C + i * c_stride + m0 * ldc, ldc, bias,
-                        interleaved);
+      chunk_times_panel(rows, m1 - m0, Bs[i], p, accumulate, C + i * c_stride + m0 * ldc, ldc, bias, interleaved);
     }
     if (panel_done) panel_done(m0, m1, p);
   }
 }
-
-int64_t row_chunks(int64_t M) { return (M + kRowChunk - 1) / kRowChunk; }
 
 }  // namespace
 
@@ -355,7 +332,7 @@ void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate
           const float* bias) {
   if (M == 0 || B.N == 0) return;
   const int64_t panels = B.panels();
-  const int64_t tiles = row_chunks(M) * panels;
+  const int64_t tiles = row_chunks(M).count * panels;
   auto run = [&](int64_t t0, int64_t t1) {
     run_tiles(M, A, &B, 1, 0, 0, panels, t0, t1, accumulate, C, ldc, bias, /*interleaved=*/false);
   };
@@ -372,7 +349,7 @@ void gemm_panels(int64_t M, int64_t step_rows, const MatrixView& A, const Packed
   p1 = std::min(p1, Bs[0].panels());
   if (M == 0 || p1 <= p0 || count == 0) return;
   TORCH_INTERNAL_ASSERT(M <= step_rows, "gemm_panels: a call's rows are part of its step's");
-  run_tiles(M, A, Bs, count, c_stride, p0, p1 - p0, 0, row_chunks(M) * (p1 - p0), accumulate, C, ldc, nullptr,
+  run_tiles(M, A, Bs, count, c_stride, p0, p1 - p0, 0, row_chunks(M).count * (p1 - p0), accumulate, C, ldc, nullptr,
             /*interleaved=*/step_rows <= kInterleavedSumsMaxRows, panel_done);
 }
 

@@ -50,9 +50,8 @@ constexpr int64_t kInterleavedSumsMaxRows = 3;
 // panels [p0, p1) (columns [32 p0, 32 p1)), on the calling thread: for callers that split
 // the columns, or the rows, of a time step's product over threads themselves. step_rows:
 // the step's rows, of which A's M rows are some (M = step_rows unless the rows were split);
-// a row's rounding depends on it alone, not on the split. A is packed once for all Bs.
-// panel_done, if given, lets the caller consume those columns of every C while they are
-// still in L1.
+// a row's rounding depends on it alone, not on the split. panel_done, if given, lets the
+// caller consume those columns of every C while they are still in L1.
 void gemm_panels(int64_t M, int64_t step_rows, const MatrixView& A, const PackedMatrix* Bs, int64_t count,
                  int64_t c_stride, int64_t p0, int64_t p1, bool accumulate, float* C, int64_t ldc,
                  PanelDone panel_done = nullptr);
