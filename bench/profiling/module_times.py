@@ -6,30 +6,11 @@ beside torch.nn, as the speedup torch.nn / fused_rnn.
     python bench/profiling/module_times.py --cell lstm gru --shapes 100,64,256 50,16,256 --torch-nn
 """
 import argparse
-import os
-import sys
-import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-import fused_rnn  # noqa: E402
-import fused_rnn.ops  # noqa: E402
-
-CLASSES = {"lstm": (fused_rnn.LSTM, torch.nn.LSTM), "gru": (fused_rnn.GRU, torch.nn.GRU),
-           "rnn_tanh": (fused_rnn.RNN, torch.nn.RNN)}
-
-
-def best_seconds(call, calls=3, batches=5):
-    for _ in range(2):
-        call()
-    best = float("inf")
-    for _ in range(batches):
-        start = time.perf_counter()
-        for _ in range(calls):
-            call()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
+from best_of import CLASSES, best_seconds
+import fused_rnn.ops  # noqa: E402  (best_of puts the repository on sys.path)
 
 
 def main():
@@ -63,10 +44,11 @@ def main():
                 params = [x] + list(module.parameters())
                 if args.mode in ("forward", "both"):
                     with torch.no_grad():
-                        times[name, "fwd"] = best_seconds(lambda m=module: m(x))
+                        times[name, "fwd"] = best_seconds(lambda m=module: m(x), calls=3, batches=5, warmup=2)
                 if args.mode in ("fwdbwd", "both"):
                     times[name, "fwdbwd"] = best_seconds(
-                        lambda m=module, p=params: torch.autograd.grad(m(x)[0], p, grad))
+                        lambda m=module, p=params: torch.autograd.grad(m(x)[0], p, grad), calls=3, batches=5,
+                        warmup=2)
             parts = []
             for (name, mode), seconds in times.items():
                 if name == "fused":

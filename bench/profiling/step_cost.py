@@ -6,29 +6,10 @@ bench/README.md "What we learned", not the benchmark (bench/throughput.py is).
     python bench/profiling/step_cost.py --cell gru -N 16 -I 64 -H 64 --threads 2
 """
 import argparse
-import os
-import sys
-import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-import fused_rnn  # noqa: E402
-
-CLASSES = {"lstm": (fused_rnn.LSTM, torch.nn.LSTM), "gru": (fused_rnn.GRU, torch.nn.GRU),
-           "rnn_tanh": (fused_rnn.RNN, torch.nn.RNN)}
-
-
-def best_call_seconds(call, batches=7, calls=20):
-    for _ in range(calls):
-        call()
-    best = float("inf")
-    for _ in range(batches):
-        start = time.perf_counter()
-        for _ in range(calls):
-            call()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
+from best_of import CLASSES, best_seconds
 
 
 def main():
@@ -54,10 +35,10 @@ def main():
             if args.fwdbwd:
                 params = [x] + list(module.parameters())
                 call = lambda m=module, p=params: torch.autograd.grad(m(x)[0].sum(), p)  # noqa: E731
-                seconds = best_call_seconds(call)
+                seconds = best_seconds(call, calls=20, batches=7, warmup=20)
             else:
                 with torch.no_grad():
-                    seconds = best_call_seconds(lambda m=module: m(x))
+                    seconds = best_seconds(lambda m=module: m(x), calls=20, batches=7, warmup=20)
             print(f"{args.cell} T={steps} N={args.N} I={args.I} H={args.H} threads={args.threads} "
                   f"{'fwd+bwd' if args.fwdbwd else 'fwd'} {name}: {seconds * 1e6:.1f} us", flush=True)
 
