@@ -51,7 +51,7 @@ class _FusedCellBase(nn.RNNCellBase):
         return ops.cast([x, *states, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh], dtype)
 
     def _step_sizes(self, input: Tensor) -> Tensor:
-        return torch.full((1,), input.size(0), dtype=torch.long)
+        return ops.uniform_batch_sizes(1, input.size(0))
 
 
 class LSTMCell(_FusedCellBase):

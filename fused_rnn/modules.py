@@ -31,7 +31,12 @@ class _FusedRNNBase(nn.RNNBase):
 
     def _weights_of(self, index: int) -> List[Tensor]:
         # Read by name every call, so that reassigned or functional_call weights are used.
-        return [getattr(self, name) for name in self._all_weights[index]]
+        # Straight from _parameters where the name is there (nn.Module.__getattr__ costs
+        # ~0.5 us a weight); getattr where it is not: a parametrization's property, or a
+        # plain tensor attribute (old-style weight_norm) after the parameter was removed.
+        params = self._parameters
+        return [params.get(name) if params.get(name) is not None else getattr(self, name)
+                for name in self._all_weights[index]]
 
     def _split_weights(self, weights: Sequence[Tensor]):
         """(w_ih, w_hh, b_ih, b_hh, w_hr) of one layer and direction, None where absent."""
@@ -101,7 +106,7 @@ class _FusedRNNBase(nn.RNNBase):
                 raise RuntimeError(f"{name}: Expected sequence length to be larger than 0 in RNN, got input of shape {tuple(input.shape)}")
             steps, batch = seq.size(0), seq.size(1)
             x = seq.reshape(steps * batch, seq.size(2))
-            run_sizes = torch.full((steps,), batch, dtype=torch.long)
+            run_sizes = ops.uniform_batch_sizes(steps, batch)
         if hx is None:
             states = self._zero_state(x, int(batch_sizes[0]) if packed else seq.size(1))
         else:
@@ -113,13 +118,14 @@ class _FusedRNNBase(nn.RNNBase):
         x, *states = ops.cast([x, *states], run_dtype)
 
         directions = 2 if self.bidirectional else 1
+        per_layer = [s.unbind(0) for s in states]  # one call for every layer's view, not one each
         finals: List[List[Tensor]] = [[] for _ in range(self._state_count)]
         layer_input = x
         for layer in range(self.num_layers):
             outputs = []
             for d in range(directions):
                 index = layer * directions + d
-                out, new_states = self._run_layer(layer_input, run_sizes, [s[index] for s in states],
+                out, new_states = self._run_layer(layer_input, run_sizes, [s[index] for s in per_layer],
                                                   ops.cast(self._weights_of(index), run_dtype), reverse=d == 1)
                 outputs.append(out)
                 for k, s in enumerate(new_states):
@@ -127,7 +133,8 @@ class _FusedRNNBase(nn.RNNBase):
             layer_input = outputs[0] if directions == 1 else torch.cat(outputs, 1)
             if self.dropout > 0 and self.training and layer + 1 < self.num_layers:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
-        final_states = ops.cast([torch.stack(f, 0) for f in finals], result_dtype)
+        final_states = ops.cast([f[0].unsqueeze(0) if len(f) == 1 else torch.stack(f, 0) for f in finals],
+                                result_dtype)
         layer_input = layer_input.to(result_dtype)
 
         if packed:

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from helpers import CELLS, MODES, assert_close, assert_parity, classes, make_pair, output_tensors, randn
+from fused_rnn import ops
 
 CONSTRUCTIONS = [
     dict(),
@@ -342,6 +343,18 @@ def test_inference_mode(kind):
     x = randn(3, 2, 4) if kind in MODES else randn(2, 4)
     with torch.inference_mode():
         assert_parity(ref, fused, [x], grads=False)
+
+
+@pytest.mark.parametrize("kind", MODES + CELLS)
+def test_training_after_first_call_in_inference_mode(kind):
+    """The batch_sizes of an unpacked input are cached per (T, N): one first built under
+    torch.inference_mode() must still be savable for backward in a later training call."""
+    ops._cached_uniform_batch_sizes.cache_clear()
+    ref, fused = make_pair(kind, 4, 5)
+    x = randn(3, 2, 4) if kind in MODES else randn(2, 4)
+    with torch.inference_mode():
+        fused(x)
+    assert_parity(ref, fused, [x])
 
 
 @pytest.mark.parametrize("kind", MODES + CELLS)
