@@ -16,6 +16,7 @@
 #include "avx512_target.h"
 #include "lstm_pointwise_avx512.h"
 #include "sgemm_avx512.h"
+#include "step_barrier.h"
 
 extern "C" {
 void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
@@ -94,21 +95,26 @@ struct CpuWeight {
   avx512::PackedMatrix packed;  // used when packed.storage is defined
 };
 
-// Hidden units [j0, j1) owned by one thread: 32-column panels [u0, u1).
+// Hidden units [j0, j1) owned by one thread: 32-column panels [u0, u1); and the step
+// barrier the threads meet at (every thread must call meet() equally often).
 struct UnitRange {
   int64_t u0, u1, j0, j1;
+  StepBarrier* barrier;
+  int64_t thread, threads;
+
+  void meet() const { barrier->wait(thread, threads); }
 };
 
-// A time loop split by hidden units meets at a barrier every step (about 0.2 us alone,
-// 0.5 us with the state's cache lines moving between the cores), so the split pays only
-// from this many flops per step. Split vs not (then one thread, or from 131K flops a
+// A time loop split by hidden units meets at a barrier every step (an omp barrier cost
+// about 0.2 us alone, 0.5 us with the state's cache lines moving between the cores;
+// StepBarrier ~0.1 us less), so the split pays only from this many flops per step. Split vs not (then one thread, or from 131K flops a
 // parallel region per step), 2 threads, T = 200, N = 1 [step_cost]: LSTM H = 128 (131K
 // flops per step) forward 377 vs 457 us, forward+backward 1011 vs 1150; RNN H = 256
 // (131K) 546 vs 735 forward; GRU H = 128 (98K) 504 vs 448; LSTM H = 64 (33K) 290 vs 195.
 constexpr int64_t kUnitSplitMinStepFlops = int64_t(1) << 17;
 
 // Runs body(UnitRange) on every thread of ONE parallel region, the H hidden units split
-// over the threads by whole panels (body may hold `omp barrier`s: every thread runs it).
+// over the threads by whole panels (body meets the other threads with UnitRange::meet).
 // Returns false, running nothing, where a region does not pay: fewer than two panels or
 // threads, too few flops per step, or already inside a parallel region.
 template <class Body>
@@ -116,11 +122,12 @@ bool in_one_region_by_units(int64_t H, int64_t step_flops, Body&& body) {
   const int64_t unit_panels = (H + avx512::kPanel - 1) / avx512::kPanel;
   const int64_t threads = std::min<int64_t>(at::get_num_threads(), unit_panels);
   if (threads < 2 || at::in_parallel_region() || step_flops < kUnitSplitMinStepFlops) return false;
+  StepBarrier barrier(threads);
 #pragma omp parallel num_threads(threads)
   {
     const int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
     const int64_t u0 = unit_panels * id / n, u1 = unit_panels * (id + 1) / n;
-    body(UnitRange{u0, u1, std::min(H, u0 * avx512::kPanel), std::min(H, u1 * avx512::kPanel)});
+    body(UnitRange{u0, u1, std::min(H, u0 * avx512::kPanel), std::min(H, u1 * avx512::kPanel), &barrier, id, n});
   }
   return true;
 }
@@ -341,7 +348,7 @@ struct CpuBackend {
             std::memcpy(next + r * P + mine.j0, from + r * P + mine.j0, own_bytes);
           }
           ++done;
-#pragma omp barrier
+          mine.meet();
         }
         if (done % 2 == 1) {  // the final state is in the spare buffer
           for (int64_t r = 0; r < max_rows && own_bytes > 0; ++r) {
@@ -385,7 +392,7 @@ struct CpuBackend {
           const auto spec = step_at(s);
           if (spec.rows == 0) continue;  // the same for every thread: barriers stay matched
           pointwise_rows<false, Cell, T>(spec.step, 0, spec.rows, mine.j0, mine.j1, H);
-#pragma omp barrier
+          mine.meet();
           avx512::gemm_panels(spec.rows, spec.rows, {spec.step.dgates_hidden, G * H, 1}, &w_hh.packed, 1, 0, mine.u0,
                               mine.u1, spec.accumulate, dh_state, P);
         }

@@ -1,0 +1,60 @@
+#pragma once
+// A barrier for the threads of one parallel region that meet once per time step.
+//
+// Why not `#pragma omp barrier`: libgomp's barrier counts arrivals on one shared counter
+// and releases the waiters through a second shared word, so every step pays two
+// cache-line transfers between the cores on top of the state's own. Here each thread
+// publishes how many steps it has finished in a cache line of its own and waits until
+// every other thread's count has caught up: one transfer per waiting thread, and the
+// lines the waiters read are never written by anyone but their owner.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <thread>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
+namespace fused_rnn {
+
+class StepBarrier {
+ public:
+  explicit StepBarrier(int64_t max_threads) : arrivals_(new Arrivals[max_threads]) {}
+
+  // Thread `id` of `threads` (the region's thread count, the same for every caller):
+  // returns once every thread has called wait as many times as this one. Writes made
+  // before the call are visible to every thread after it (release / acquire).
+  void wait(int64_t id, int64_t threads) {
+    const int64_t mine = arrivals_[id].count.load(std::memory_order_relaxed) + 1;
+    arrivals_[id].count.store(mine, std::memory_order_release);
+    for (int64_t other = 0; other < threads; ++other) {
+      // Spin a few microseconds, then yield: with more threads than free cores a waiter
+      // that keeps its core would stall the very thread it waits for.
+      for (int spins = 0; arrivals_[other].count.load(std::memory_order_acquire) < mine; ++spins) {
+        if (spins < kSpinsBeforeYield) {
+          pause();
+        } else {
+          std::this_thread::yield();
+        }
+      }
+    }
+  }
+
+ private:
+  static constexpr int kSpinsBeforeYield = 4096;
+
+  static void pause() {
+#if defined(__x86_64__) || defined(_M_X64)
+    _mm_pause();
+#endif
+  }
+
+  // One cache line (and its adjacent-line prefetch pair) per thread.
+  struct alignas(128) Arrivals {
+    std::atomic<int64_t> count{0};
+  };
+  std::unique_ptr<Arrivals[]> arrivals_;
+};
+
+}  // namespace fused_rnn
