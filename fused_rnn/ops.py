@@ -107,7 +107,30 @@ def _lstm_backward(ctx, grad_out, grad_h_n, grad_c_n, _grad_workspace):
             g_w_hr if w_hr is not None else None, None, None)
 
 
-torch.library.register_autograd("fused_rnn::lstm_forward", _lstm_backward, setup_context=_lstm_setup_context)
+def _register_autograd(kind, backward, setup_context):
+    """Registers the autograd formula of fused_rnn::{kind}_forward (what torch.compile,
+    torch.export and opcheck use) and returns an eager autograd.Function with the same
+    formula, which the layers call directly when autograd records them.
+
+    Why two entry points: the registered formula runs through torch.library's Python
+    wrapper, which rebuilds the op's arguments from its schema on every call (about 19 us,
+    as much as a whole LSTM (1, 1, 128) forward); the Function calls the kernel below
+    autograd itself and then the very same setup_context and backward."""
+    name = f"{kind}_forward"
+    torch.library.register_autograd(f"fused_rnn::{name}", backward, setup_context=setup_context)
+
+    def forward(ctx, *args):
+        with torch._C._AutoDispatchBelowAutograd():
+            output = getattr(_ops, name)(*args)  # looked up per call: tests stand in for _ops
+        setup_context(ctx, args, output)
+        return output
+
+    function = type(f"{kind.upper()}Forward", (torch.autograd.Function,),
+                    {"forward": staticmethod(forward), "backward": staticmethod(backward)})
+    return function.apply
+
+
+_EAGER_FORWARD = {"lstm": _register_autograd("lstm", _lstm_backward, _lstm_setup_context)}
 
 
 def _stateless_setup_context(kind, ctx, inputs, output):
@@ -140,8 +163,8 @@ def _make_stateless_backward(kind):
 
 
 for _kind in ("gru", "rnn"):
-    torch.library.register_autograd(f"fused_rnn::{_kind}_forward", _make_stateless_backward(_kind),
-                                    setup_context=functools.partial(_stateless_setup_context, _kind))
+    _EAGER_FORWARD[_kind] = _register_autograd(_kind, _make_stateless_backward(_kind),
+                                               functools.partial(_stateless_setup_context, _kind))
 
 
 # ---- typed entry points used by the modules ---------------------------------------
@@ -201,6 +224,15 @@ def _backward_may_follow(*tensors: Optional[Tensor]) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+def _forward_op(kind: str, recorded: bool):
+    """The callable that runs fused_rnn::{kind}_forward: the eager autograd.Function where
+    autograd records it on real tensors, else the registered op (no autograd to record, or
+    traced by torch.compile / torch.export / a dispatch mode, which need the op itself)."""
+    if recorded and not torch.compiler.is_compiling() and torch._C._len_torch_dispatch_stack() == 0:
+        return _EAGER_FORWARD[kind]
+    return getattr(_ops, f"{kind}_forward")
+
+
 def lstm_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
                b_ih: Optional[Tensor], b_hh: Optional[Tensor], w_hr: Optional[Tensor],
                reverse: bool) -> Tuple[Tensor, Tensor, Tensor]:
@@ -208,7 +240,7 @@ def lstm_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, c0: Tensor, w_ih:
     if _needs_reference(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
         return reference.lstm_layer(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse)
     keep = _backward_may_follow(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
-    output, h_n, c_n, _ = _ops.lstm_forward(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, keep)
+    output, h_n, c_n, _ = _forward_op("lstm", keep)(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, keep)
     return output, h_n, c_n
 
 
@@ -218,7 +250,7 @@ def gru_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, w_ih: Tensor, w_hh
     if _needs_reference(input, h0, w_ih, w_hh, b_ih, b_hh):
         return reference.stateless_layer("gru", input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse)
     keep = _backward_may_follow(input, h0, w_ih, w_hh, b_ih, b_hh)
-    output, h_n, _ = _ops.gru_forward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse, keep)
+    output, h_n, _ = _forward_op("gru", keep)(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse, keep)
     return output, h_n
 
 
@@ -229,5 +261,5 @@ def rnn_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, w_ih: Tensor, w_hh
     if _needs_reference(input, h0, w_ih, w_hh, b_ih, b_hh):
         return reference.stateless_layer("rnn", input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse)
     keep = _backward_may_follow(input, h0, w_ih, w_hh, b_ih, b_hh)
-    output, h_n, _ = _ops.rnn_forward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, keep)
+    output, h_n, _ = _forward_op("rnn", keep)(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, keep)
     return output, h_n

@@ -103,7 +103,7 @@ def lstm_layer_grads(ctx, grad_out, grad_h_n, grad_c_n):
     diff = (input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
     needs = [ctx.needs_input_grad[i] for i in (0, 2, 3, 4, 5, 6, 7, 8)]
     g = _differentiable_grads(outs, grads_in, diff, needs)
-    return (g[0], None, *g[1:], None)
+    return (g[0], None, *g[1:], None, None)  # no gradient for reverse, keep_workspace
 
 
 def stateless_layer_grads(kind, ctx, grad_out, grad_h_n):
@@ -115,4 +115,4 @@ def stateless_layer_grads(kind, ctx, grad_out, grad_h_n):
     diff = (input, h0, w_ih, w_hh, b_ih, b_hh)
     needs = [ctx.needs_input_grad[i] for i in (0, 2, 3, 4, 5, 6)]
     g = _differentiable_grads(outs, grads_in, diff, needs)
-    return (g[0], None, *g[1:]) + (None,) * len(ctx.flags)
+    return (g[0], None, *g[1:]) + (None,) * (len(ctx.flags) + 1)  # flags, then keep_workspace
