@@ -85,10 +85,18 @@ def _output_to_keep(batch_sizes: Tensor, out: Tensor, h_n: Tensor) -> Tensor:
     return h_n if batch_sizes.shape[0] == 1 and out.shape[0] == h_n.shape[0] else out
 
 
+def _mark_workspace(ctx, workspace: Tensor) -> None:
+    """The workspace has no gradient. Unused output gradients reach backward as None (see
+    _or_zeros), not as zeros: autograd would otherwise allocate and fill a zero gradient
+    the size of the whole workspace (R, 5H) on every backward."""
+    ctx.mark_non_differentiable(workspace)
+    ctx.set_materialize_grads(False)
+
+
 def _lstm_setup_context(ctx, inputs, output):
     input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, _keep_workspace = inputs
     out, h_n, c_n, workspace = output
-    ctx.mark_non_differentiable(workspace)
+    _mark_workspace(ctx, workspace)
     ctx.save_for_backward(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
                           _output_to_keep(batch_sizes, out, h_n), workspace)
     ctx.reverse = reverse
@@ -136,7 +144,7 @@ _EAGER_FORWARD = {"lstm": _register_autograd("lstm", _lstm_backward, _lstm_setup
 def _stateless_setup_context(kind, ctx, inputs, output):
     input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh = inputs[:7]
     out, h_n, workspace = output
-    ctx.mark_non_differentiable(workspace)
+    _mark_workspace(ctx, workspace)
     ctx.flags = inputs[7:-1]  # (reverse,) for GRU, (relu, reverse) for RNN; then keep_workspace
     # A vanilla RNN's workspace holds exactly its output (the activated h): keep one copy.
     kept_workspace = None if kind == "rnn" else workspace
