@@ -236,3 +236,34 @@ def test_torch_func_grad_matches_torch_nn():
             lambda p: torch.func.functional_call(module, p, (x,))[0].pow(2).sum())(params))
     for name in grads[0]:
         assert_close(grads[1][name], grads[0][name], what=name)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_eager_function_and_registered_formula_agree(kind):
+    """Eager training calls go through ops._EAGER_FORWARD (an autograd.Function); torch.compile
+    and torch.export through the formula registered on the op. Both must give the same
+    outputs and the same gradients, bit for bit, from the same setup_context and backward."""
+    from fused_rnn import ops
+
+    T, N, I, H = 4, 3, 5, 6
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[kind]
+    gen = torch.Generator().manual_seed(0)
+    tensors = [torch.randn(T * N, I, generator=gen, dtype=torch.float64),
+               torch.randn(N, H, generator=gen, dtype=torch.float64)]
+    if kind == "lstm":
+        tensors.append(torch.randn(N, H, generator=gen, dtype=torch.float64))
+    tensors += [torch.randn(gates * H, I, generator=gen, dtype=torch.float64),
+                torch.randn(gates * H, H, generator=gen, dtype=torch.float64),
+                torch.randn(gates * H, generator=gen, dtype=torch.float64),
+                torch.randn(gates * H, generator=gen, dtype=torch.float64)]
+    flags = {"lstm": [None, False], "gru": [False], "rnn": [True, False]}[kind]  # w_hr / relu, reverse
+    batch_sizes = torch.full((T,), N, dtype=torch.long)
+    results = []
+    for forward in (ops._EAGER_FORWARD[kind], getattr(torch.ops.fused_rnn, f"{kind}_forward")):
+        leaves = [t.clone().requires_grad_(True) for t in tensors]
+        outs = forward(leaves[0], batch_sizes, *leaves[1:], *flags, True)
+        loss = outs[0].square().sum() + outs[1].sum() * 0.5
+        results.append([o.detach() for o in outs[:-1]] + list(torch.autograd.grad(loss, leaves)))
+    assert len(results[0]) == len(results[1])
+    for eager, registered in zip(*results):
+        assert torch.equal(eager, registered)
