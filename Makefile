@@ -53,16 +53,13 @@ bench: build
 # of the package under $(SAN), and the CPU test suite run against it (CUDA and
 # torch.compile tests left out: the first need a GPU, the second compile C++ with inductor).
 # Python itself is not instrumented, so the ASan runtime is preloaded; leak detection is off
-# because CPython and torch keep allocations until exit. ASan holds freed memory in a
-# quarantine before reuse (256 MB by default): test_memory's 1000-step RSS check passes
-# only once its 100 warm-up steps have filled it, which they no longer do since a training
-# step frees less; 16 MB still catches a use of anything freed in the last many calls.
+# because CPython and torch keep allocations until exit.
 sanitize: $(READY)
 	rm -rf $(SAN)/pkg && mkdir -p $(SAN)/pkg
 	cp -r tests conftest.py $(SAN)/pkg/ && mkdir -p $(SAN)/pkg/fused_rnn && cp fused_rnn/*.py $(SAN)/pkg/fused_rnn/
 	FUSED_RNN_CUDA=0 FUSED_RNN_SANITIZE=1 $(PY) setup.py build_ext --build-temp $(SAN)/tmp --build-lib $(SAN)/pkg
 	cd $(SAN)/pkg && LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	  ASAN_OPTIONS=detect_leaks=0:alloc_dealloc_mismatch=0:abort_on_error=1:quarantine_size_mb=16 \
+	  ASAN_OPTIONS=detect_leaks=0:alloc_dealloc_mismatch=0:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(abspath $(PY)) -m pytest -q -p no:cacheprovider tests \
 	  --ignore=tests/test_cuda.py --ignore=tests/test_compile.py $(PYTEST_ARGS)
