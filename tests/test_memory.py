@@ -212,6 +212,13 @@ def rss_bytes():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def running_under_asan():
+    """make sanitize preloads ASan, whose allocator holds freed memory in a quarantine (and
+    its own metadata) so that RSS moves with the allocation pattern, not with leaks."""
+    with open("/proc/self/maps") as f:
+        return "libasan" in f.read()
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
 def test_no_memory_growth_over_1000_training_steps(capsys):
     torch.manual_seed(0)
@@ -252,5 +259,7 @@ def test_no_memory_growth_over_1000_training_steps(capsys):
     with capsys.disabled():
         print(f"\nRSS over 1000 training steps: {rss_before / 2**20:.1f} MiB -> {rss_after / 2**20:.1f} MiB "
               f"({growth / 2**10:+.0f} KiB); Python objects {objects_before} -> {objects_after}")
-    assert growth < 2 * 2**20, f"RSS grew by {growth / 2**20:.2f} MiB over 1000 steps"
+    # Under ASan only the Python objects are checked; `make test` runs the RSS check.
+    if not running_under_asan():
+        assert growth < 2 * 2**20, f"RSS grew by {growth / 2**20:.2f} MiB over 1000 steps"
     assert objects_after - objects_before < 100, "Python objects accumulate"
