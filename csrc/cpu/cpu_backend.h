@@ -107,8 +107,9 @@ struct UnitRange {
 
 // A time loop split by hidden units meets at a barrier every step (an omp barrier cost
 // about 0.2 us alone, 0.5 us with the state's cache lines moving between the cores;
-// StepBarrier ~0.1 us less), so the split pays only from this many flops per step. Split vs not (then one thread, or from 131K flops a
-// parallel region per step), 2 threads, T = 200, N = 1 [step_cost]: LSTM H = 128 (131K
+// StepBarrier ~0.1 us less), so the split pays only from this many flops per step. Split
+// vs not (then one thread, or from 131K flops a parallel region per step; measured with
+// the omp barrier), 2 threads, T = 200, N = 1 [step_cost]: LSTM H = 128 (131K
 // flops per step) forward 377 vs 457 us, forward+backward 1011 vs 1150; RNN H = 256
 // (131K) 546 vs 735 forward; GRU H = 128 (98K) 504 vs 448; LSTM H = 64 (33K) 290 vs 195.
 constexpr int64_t kUnitSplitMinStepFlops = int64_t(1) << 17;

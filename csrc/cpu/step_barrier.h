@@ -31,8 +31,10 @@ class StepBarrier {
     for (int64_t other = 0; other < threads; ++other) {
       // Spin a few microseconds, then yield: with more threads than free cores a waiter
       // that keeps its core would stall the very thread it waits for.
-      for (int spins = 0; arrivals_[other].count.load(std::memory_order_acquire) < mine; ++spins) {
+      int spins = 0;  // stops counting at the limit: a long wait must not overflow it
+      while (arrivals_[other].count.load(std::memory_order_acquire) < mine) {
         if (spins < kSpinsBeforeYield) {
+          ++spins;
           pause();
         } else {
           std::this_thread::yield();
