@@ -35,7 +35,7 @@ class _FusedRNNBase(nn.RNNBase):
         # ~0.5 us a weight); getattr where it is not: a parametrization's property, or a
         # plain tensor attribute (old-style weight_norm) after the parameter was removed.
         params = self._parameters
-        return [params.get(name) if params.get(name) is not None else getattr(self, name)
+        return [params[name] if params.get(name) is not None else getattr(self, name)
                 for name in self._all_weights[index]]
 
     def _split_weights(self, weights: Sequence[Tensor]):

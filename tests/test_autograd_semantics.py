@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from helpers import CELLS, MODES, assert_close, make_pair, randn
+from fused_rnn import ops
 
 
 def grads_of(loss, tensors):
@@ -243,8 +244,6 @@ def test_eager_function_and_registered_formula_agree(kind):
     """Eager training calls go through ops._EAGER_FORWARD (an autograd.Function); torch.compile
     and torch.export through the formula registered on the op. Both must give the same
     outputs and the same gradients, bit for bit, from the same setup_context and backward."""
-    from fused_rnn import ops
-
     T, N, I, H = 4, 3, 5, 6
     gates = {"lstm": 4, "gru": 3, "rnn": 1}[kind]
     gen = torch.Generator().manual_seed(0)
