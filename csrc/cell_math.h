@@ -79,7 +79,8 @@ template <typename T>
 struct BackwardStep {
   const T* ws;             // (b, W*H) saved by the forward step, leading dim ws_ld
   int64_t ws_ld;
-  const T* c_prev;         // LSTM: (b, H) cell state before the step, leading dim H
+  const T* c_prev;         // LSTM: (b, H) cell state before the step, leading dim c_prev_ld
+  int64_t c_prev_ld;
   const T* h_prev;         // GRU: (b, H) state before the step, leading dim H
   const T* dh;             // (b, H) gradient of h (before projection), leading dim dh_ld
   int64_t dh_ld;
@@ -141,7 +142,7 @@ struct LstmCell {
     const acc_t dc = static_cast<acc_t>(s.dc[r * H + j]) + dh * o * (acc_t(1) - tc * tc);
     T* dg = s.dgates + r * s.dgates_ld;
     dg[j] = static_cast<T>(dc * c_in * i * (acc_t(1) - i));
-    dg[H + j] = static_cast<T>(dc * static_cast<acc_t>(s.c_prev[r * H + j]) * f * (acc_t(1) - f));
+    dg[H + j] = static_cast<T>(dc * static_cast<acc_t>(s.c_prev[r * s.c_prev_ld + j]) * f * (acc_t(1) - f));
     dg[2 * H + j] = static_cast<T>(dc * i * (acc_t(1) - c_in * c_in));
     dg[3 * H + j] = static_cast<T>(dh * tc * o * (acc_t(1) - o));
     s.dc[r * H + j] = static_cast<T>(dc * f);

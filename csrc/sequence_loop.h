@@ -227,18 +227,29 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
   const StepPlan plan(a.batch_sizes, a.reverse);
   const auto opts = a.input.options();
 
+  // With the same batch at every step (no packed sequence), the states a step started from
+  // are the previous step's, row for row (the initial ones at the first step), so they are
+  // read in place: c from the workspace, h from the output. That saves gathering two
+  // copies of the size of the output per call, which cost 3% of an LSTM (200, 16, 64, 64)
+  // backward and add to its cache footprint. Packed sequences, whose steps lose rows,
+  // gather them (gather_previous_states).
+  const bool same_batch = plan.steps() > 0 && std::all_of(plan.batch.begin(), plan.batch.end(),
+                                                          [&](int64_t b) { return b == plan.batch[0]; });
   at::Tensor dgates = at::empty({R, GH}, opts);
   at::Tensor dgates_hidden = Cell::kHiddenGatesApart ? at::empty({R, GH}, opts) : dgates;
-  at::Tensor h_prev_all = at::empty({R, P}, opts);
-  at::Tensor c_prev_all = Cell::kHasCellState ? at::empty({R, H}, opts) : at::Tensor();
+  at::Tensor h_prev_all = same_batch ? at::Tensor() : at::empty({R, P}, opts);
+  at::Tensor c_prev_all = Cell::kHasCellState && !same_batch ? at::empty({R, H}, opts) : at::Tensor();
   at::Tensor dh_all = projected ? at::empty({R, P}, opts) : at::Tensor();
   at::Tensor dh_unprojected = projected ? at::empty({a.h0.size(0), H}, opts) : at::Tensor();
   const at::Tensor zero_row = projected ? at::zeros({H}, opts) : at::Tensor();
 
   const T* ws = workspace.template data_ptr<T>();
-  gather_previous_states<Backend, T>(plan, output.template data_ptr<T>(), P,
-                                     a.h0.template data_ptr<T>(), P, h_prev_all.template data_ptr<T>());
-  if (Cell::kHasCellState) {
+  const T* out = output.template data_ptr<T>();
+  if (!same_batch) {
+    gather_previous_states<Backend, T>(plan, out, P, a.h0.template data_ptr<T>(), P,
+                                       h_prev_all.template data_ptr<T>());
+  }
+  if (Cell::kHasCellState && !same_batch) {
     gather_previous_states<Backend, T>(plan, ws + 4 * H, WH, a.c0.template data_ptr<T>(), H,
                                        c_prev_all.template data_ptr<T>());
   }
@@ -262,8 +273,20 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
     spec.rows = plan.batch[t];
     spec.step.ws = ws + off * WH;
     spec.step.ws_ld = WH;
-    spec.step.c_prev = Cell::kHasCellState ? c_prev_all.template data_ptr<T>() + off * H : nullptr;
-    spec.step.h_prev = h_prev_all.template data_ptr<T>() + off * P;
+    if (same_batch) {
+      const int64_t prev_off = s > 0 ? plan.offset[plan.time_of(s - 1)] : 0;
+      spec.step.h_prev = s > 0 ? out + prev_off * P : a.h0.template data_ptr<T>();
+      if (Cell::kHasCellState) {
+        spec.step.c_prev = s > 0 ? ws + prev_off * WH + 4 * H : a.c0.template data_ptr<T>();
+        spec.step.c_prev_ld = s > 0 ? WH : H;
+      }
+    } else {
+      spec.step.h_prev = h_prev_all.template data_ptr<T>() + off * P;
+      if (Cell::kHasCellState) {
+        spec.step.c_prev = c_prev_all.template data_ptr<T>() + off * H;
+        spec.step.c_prev_ld = H;
+      }
+    }
     spec.step.dh = projected ? dh_unprojected.template data_ptr<T>() : dh_state;
     spec.step.dh_ld = projected ? H : P;
     spec.step.dh_extra = projected ? zero_row.template data_ptr<T>() : grad_out + off * P;
@@ -296,7 +319,16 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
   // Whole-sequence products, once per call.
   g.grad_input = Backend::mm(dgates, a.w_ih);
   g.grad_w_ih = Backend::mm(dgates.t(), a.input);
-  g.grad_w_hh = Backend::mm(dgates_hidden.t(), h_prev_all);
+  if (same_batch) {
+    // Rows of the steps after the first times the output rows they started from (shifted
+    // by one step), plus the first step's rows times the initial state.
+    const int64_t N = plan.batch[0], later = R - N;
+    g.grad_w_hh = Backend::mm(dgates_hidden.narrow(0, a.reverse ? 0 : N, later).t(),
+                              output.narrow(0, a.reverse ? N : 0, later));
+    g.grad_w_hh.addmm_(dgates_hidden.narrow(0, a.reverse ? later : 0, N).t(), a.h0);
+  } else {
+    g.grad_w_hh = Backend::mm(dgates_hidden.t(), h_prev_all);
+  }
   g.grad_b_ih = dgates.sum(0);
   g.grad_b_hh = Cell::kHiddenGatesApart ? dgates_hidden.sum(0) : g.grad_b_ih.clone();
   if (projected) {
