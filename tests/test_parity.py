@@ -39,6 +39,10 @@ COMMON = [
     dict(dtype=F32, lengths=[4, 5, 2], enforce_sorted=False, bidirectional=True, layers=2),
     dict(dtype=F32, T=50, N=2, layers=2),
     dict(dtype=F32, unbatched=True, hx=False, bias=False),
+    # widths that are whole 32-column panels, up to 128: the CPU weight-gradient products
+    # read the input and the outputs in place instead of packing them (kInPlaceMaxColumns)
+    dict(dtype=F32, T=5, N=6, I=32, H=64, layers=2, bidirectional=True),
+    dict(dtype=F32, T=5, N=3, I=96, H=32, lengths=[5, 2, 4], enforce_sorted=False, layers=2),
     # rows * hidden above the CPU kernels' parallel grain: the multi-threaded pointwise path
     dict(dtype=F32, T=3, N=160, I=8, H=256),
     # recurrent GEMM above the threading threshold with H not a multiple of the 32-column

@@ -401,12 +401,22 @@ struct CpuBackend {
     }
   }
 
+  // b is read in place (avx512::in_place) up to this many columns, else packed first. In
+  // place saves copying a b with a row per token, but reads each k's 32 columns from rows
+  // 4 N bytes apart; from 256 columns that cost more than the copy. LSTM fwd+bwd, A/B 4-5
+  // rounds [module_times]: (200, 16, 64, 64) ~2.15 -> ~1.95 ms, (100, 16, 128, 128) 3.3-3.8
+  // either way, (100, 64, 256, 256) 51-54 -> 54-57 ms, (50, 32, 512, 512) 47-48 -> 50-51 ms.
+  static constexpr int64_t kInPlaceMaxColumns = 128;
+
   // Whole-sequence product a @ b (once per op call; a may be a transposed view).
   static at::Tensor mm(const at::Tensor& a, const at::Tensor& b) {
     if (a.scalar_type() == at::kFloat && avx512::available() && (a.stride(0) == 1 || a.stride(1) == 1)) {
       at::Tensor c = at::empty({a.size(0), b.size(1)}, a.options());
+      const bool whole_panels =
+          b.stride(1) == 1 && b.size(1) % avx512::kPanel == 0 && b.size(1) <= kInPlaceMaxColumns;
       const avx512::PackedMatrix packed =
-          avx512::pack(b.data_ptr<float>(), b.stride(0), b.stride(1), b.size(0), b.size(1));
+          whole_panels ? avx512::in_place(b.data_ptr<float>(), b.stride(0), b.size(0), b.size(1))
+                       : avx512::pack(b.data_ptr<float>(), b.stride(0), b.stride(1), b.size(0), b.size(1));
       avx512::gemm(a.size(0), {a.data_ptr<float>(), a.stride(0), a.stride(1)}, packed, false, c.data_ptr<float>(),
                    c.size(1));
       return c;

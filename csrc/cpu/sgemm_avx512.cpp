@@ -44,10 +44,11 @@ constexpr int kInterleavedSums = 4;
 // acc += A[:, k] B[k, :] for one k of the tile.
 template <int R, bool kColumnMajorA>
 FUSED_RNN_AVX512 inline __attribute__((always_inline)) void add_one_k(__m512 (&acc)[R][kVectors], const float* a,
-                                                                      int64_t lda, const float* panel, int64_t k) {
+                                                                      int64_t lda, const float* panel, int64_t ldb,
+                                                                      int64_t k) {
   __m512 b[kVectors];
 #pragma GCC unroll 4
-  for (int v = 0; v < kVectors; ++v) b[v] = _mm512_load_ps(panel + k * kPanel + 16 * v);
+  for (int v = 0; v < kVectors; ++v) b[v] = _mm512_loadu_ps(panel + k * ldb + 16 * v);
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
     const __m512 av = _mm512_set1_ps(kColumnMajorA ? a[k * lda + r] : a[r * lda + k]);
@@ -57,7 +58,7 @@ FUSED_RNN_AVX512 inline __attribute__((always_inline)) void add_one_k(__m512 (&a
 }
 
 template <int R, bool kColumnMajorA, int Sums>
-FUSED_RNN_AVX512 void micro_tile(int64_t K, const float* a, int64_t lda, const float* panel, float* c,
+FUSED_RNN_AVX512 void micro_tile(int64_t K, const float* a, int64_t lda, const float* panel, int64_t ldb, float* c,
                                  int64_t ldc, int columns, bool accumulate, const float* bias) {
   __m512 acc[Sums][R][kVectors];  // acc[0] is the tile once the sums are added up
 #pragma GCC unroll 4
@@ -78,9 +79,9 @@ FUSED_RNN_AVX512 void micro_tile(int64_t K, const float* a, int64_t lda, const f
   int64_t k = 0;
   for (; k + Sums <= K; k += Sums) {
 #pragma GCC unroll 4
-    for (int h = 0; h < Sums; ++h) add_one_k<R, kColumnMajorA>(acc[h], a, lda, panel, k + h);
+    for (int h = 0; h < Sums; ++h) add_one_k<R, kColumnMajorA>(acc[h], a, lda, panel, ldb, k + h);
   }
-  for (; k < K; ++k) add_one_k<R, kColumnMajorA>(acc[0], a, lda, panel, k);
+  for (; k < K; ++k) add_one_k<R, kColumnMajorA>(acc[0], a, lda, panel, ldb, k);
 #pragma GCC unroll 4
   for (int h = 1; h < Sums; ++h) {
 #pragma GCC unroll 16
@@ -110,7 +111,8 @@ FUSED_RNN_AVX512 void micro_tile(int64_t K, const float* a, int64_t lda, const f
   }
 }
 
-using MicroTile = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, int, bool, const float*);
+using MicroTile = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, int, bool,
+                           const float*);
 
 // Micro-tiles of 1..sizeof(Rs) rows, each with `Sums` accumulators per (row, vector).
 template <bool kColumnMajorA, int Sums, int... Rs>
@@ -152,13 +154,14 @@ void chunk_times_panel(const MatrixView& rows_of_a, int64_t chunk_rows, const Pa
   const RowTiles tiles = row_tiles(chunk_rows);
   for (int64_t k0 = 0; k0 < B.K; k0 += kDepthBlock) {
     const int64_t depth = std::min<int64_t>(kDepthBlock, B.K - k0);
-    const float* panel = B.panel(p) + k0 * kPanel;
+    const float* panel = B.panel(p) + k0 * B.k_stride;
     const float* a = rows_of_a.data;
     float* c = C + p * kPanel;
     for (int64_t t = 0; t < tiles.count; ++t) {
       const int64_t rows = tiles.size(t);
       const bool add = k0 > 0 || accumulate;
-      tile_of[rows - 1](depth, a + k0 * rows_of_a.col_stride, lda, panel, c, ldc, columns, add, panel_bias);
+      tile_of[rows - 1](depth, a + k0 * rows_of_a.col_stride, lda, panel, B.k_stride, c, ldc, columns, add,
+                        panel_bias);
       a += rows * rows_of_a.row_stride;
       c += rows * ldc;
     }
@@ -260,6 +263,8 @@ PackedMatrix pack(const float* data, int64_t k_stride, int64_t n_stride, int64_t
   const int64_t panels = (N + kPanel - 1) / kPanel;
   packed.storage = at::empty({std::max<int64_t>(panels * K * kPanel, 1)}, at::kFloat);
   float* out = packed.storage.data_ptr<float>();
+  packed.data = out;
+  packed.panel_stride = K * kPanel;
   at::parallel_for(0, panels, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t n0 = p * kPanel, width = std::min<int64_t>(kPanel, N - n0);
@@ -280,6 +285,17 @@ PackedMatrix pack(const float* data, int64_t k_stride, int64_t n_stride, int64_t
     }
   });
   return packed;
+}
+
+PackedMatrix in_place(const float* data, int64_t ld, int64_t K, int64_t N) {
+  TORCH_INTERNAL_ASSERT(N % kPanel == 0, "in_place: N must be a multiple of the panel width");
+  PackedMatrix matrix;
+  matrix.data = data;
+  matrix.K = K;
+  matrix.N = N;
+  matrix.k_stride = ld;
+  matrix.panel_stride = kPanel;
+  return matrix;
 }
 
 namespace {

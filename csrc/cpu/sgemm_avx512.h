@@ -17,15 +17,25 @@ constexpr int64_t kPanel = 32;  // columns per packed panel: two 16-float regist
 // True when the CPU runs AVX-512F and the kernels below may be used.
 bool available();
 
-// B(k, n) = data[k * k_stride + n * n_stride], packed as panels of (K, kPanel) floats,
-// zero-padded past N.
+// B (K, N) as the kernels read it: in panels of kPanel columns, row k of panel p being the
+// kPanel floats at panel(p) + k * k_stride.
 struct PackedMatrix {
-  at::Tensor storage;
+  at::Tensor storage;  // the packed copy; undefined when B is read in place
+  const float* data = nullptr;
   int64_t K = 0, N = 0;
-  const float* panel(int64_t p) const { return storage.data_ptr<float>() + p * K * kPanel; }
+  int64_t k_stride = kPanel, panel_stride = 0;
+  const float* panel(int64_t p) const { return data + p * panel_stride; }
   int64_t panels() const { return (N + kPanel - 1) / kPanel; }
 };
+
+// B(k, n) = data[k * k_stride + n * n_stride], copied into panels of (K, kPanel) contiguous
+// floats, zero-padded past N.
 PackedMatrix pack(const float* data, int64_t k_stride, int64_t n_stride, int64_t K, int64_t N);
+
+// B(k, n) = data[k * ld + n], row-major with N a multiple of kPanel, read where it is. For
+// the whole-sequence products whose B has a row per token (the input or the outputs): a
+// packed copy of it is as large as the product's other operand.
+PackedMatrix in_place(const float* data, int64_t ld, int64_t K, int64_t N);
 
 // A(m, k) = a[m * row_stride + k * col_stride]; either stride is 1 (row- or column-major).
 struct MatrixView {
