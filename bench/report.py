@@ -67,14 +67,41 @@ def write_json(path: str, meta: dict, rows: Sequence[dict], target_results: Opti
         f.write("\n")
 
 
+def peak_gemm_names(meta: dict) -> List[str]:
+    """The GEMMs timed for the peak (timing.PEAK_GEMMS), as the runs in results.json name them."""
+    names: List[str] = []
+    for runs in meta.get("peak_gflops_measurements", {}).values():
+        for run in runs:
+            names += [n for n in (run or {}) if n not in names]
+    return names or ["torch.mm"]
+
+
+def peak_text(meta: dict, dtype: str) -> str:
+    """"float32: 480.1 GFLOP/s (fused_rnn.mm; torch.mm 215.3)": the peak, which GEMM gave it,
+    and the best of each other GEMM over the start and end measurements."""
+    peak = meta["peak_gflops"][dtype]
+    if not peak:
+        return f"{dtype}: n/a"
+    best: Dict[str, float] = {}
+    for run in meta.get("peak_gflops_measurements", {}).get(dtype, []):
+        for name, value in (run or {}).items():
+            if value is not None:
+                best[name] = max(best.get(name, 0.0), value)
+    if not best:
+        return f"{dtype}: {peak:.1f} GFLOP/s"
+    top = max(best, key=best.get)
+    others = "; ".join(f"{name} {value:.1f}" for name, value in best.items() if name != top)
+    return f"{dtype}: {peak:.1f} GFLOP/s ({top}{'; ' + others if others else ''})"
+
+
 def write_markdown(path: str, meta: dict, rows: Sequence[dict], target_text: Optional[str]) -> None:
     lines = [f"# fused_rnn throughput, {meta['device_name']}", "",
              f"- command: `{meta['command']}`",
              f"- date: {meta['date']}, host: {meta['hostname']}",
              f"- device: {meta['device_name']}; torch {meta['torch_version']}, fused_rnn "
              f"{meta['fused_rnn_version']} (git {meta['git_commit']}), threads: {meta['threads']}",
-             f"- peak GEMM (square torch.mm, n={meta['gemm_size']}): "
-             + ", ".join(f"{d}: {g:.1f} GFLOP/s" if g else f"{d}: n/a" for d, g in meta["peak_gflops"].items()),
+             f"- peak GEMM (square n={meta['gemm_size']}, the fastest of {', '.join(peak_gemm_names(meta))}): "
+             + ", ".join(peak_text(meta, d) for d in meta["peak_gflops"]),
              f"- times: median ± IQR in ms of interleaved repeats; forward under torch.no_grad(), "
              f"fwdbwd = forward + backward of a random output gradient; speedup = other ms / fused ms; "
              f"GFLOP/s counts the GEMMs only (see bench/README.md)",

@@ -7,6 +7,7 @@ import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
+from torch import Tensor
 
 
 class Timer:
@@ -97,21 +98,35 @@ def summarize(seconds: List[float]) -> dict:
             "min_ms": min(ms), "samples": len(ms), "times_ms": ms}
 
 
-def peak_gemm_gflops(dtype: torch.dtype, device: torch.device, size: int, timer: Timer,
-                     seconds: float = 0.5) -> Optional[float]:
-    """GFLOP/s of a square size x size torch.mm in dtype, from the fastest of as many calls as
-    fit in about `seconds` (at least 3) after one warm-up call: a peak is what the machine can
-    do, so the best call counts (a busy moment only slows calls down). None if the dtype has
-    no mm here."""
+def gemm_gflops(mm: Callable[[Tensor, Tensor], Tensor], dtype: torch.dtype, device: torch.device, size: int,
+                timer: Timer, seconds: float = 0.5) -> Optional[float]:
+    """GFLOP/s of a square size x size product mm(a, b) in dtype, from the fastest of as many
+    calls as fit in about `seconds` (at least 3) after one warm-up call: a peak is what the
+    machine can do, so the best call counts (a busy moment only slows calls down). None if
+    that mm does not take the dtype here."""
     try:
         a = torch.randn(size, size, device=device).to(dtype)
         b = torch.randn(size, size, device=device).to(dtype)
-        out = torch.empty(size, size, device=device, dtype=dtype)
-        first = timer(lambda: torch.mm(a, b, out=out))
-    except (RuntimeError, TypeError):
+        first = timer(lambda: mm(a, b))
+    except (RuntimeError, TypeError, NotImplementedError):
         return None
     if first > seconds:  # a slow fallback (e.g. float16 on some CPUs): one more call is enough
-        return 2.0 * size ** 3 / min(first, timer(lambda: torch.mm(a, b, out=out))) / 1e9
+        return 2.0 * size ** 3 / min(first, timer(lambda: mm(a, b))) / 1e9
     calls = max(3, min(100, math.ceil(seconds / max(first, 1e-6))))
-    times = [timer(lambda: torch.mm(a, b, out=out)) for _ in range(calls)]
+    times = [timer(lambda: mm(a, b)) for _ in range(calls)]
     return 2.0 * size ** 3 / min(times) / 1e9
+
+
+# The GEMMs whose best figure is the machine's peak: torch.mm (MKL on the CPU, cuBLAS on the
+# GPU), and fused_rnn's own (on AVX-512 CPUs about twice MKL's, which runs its AVX2 path on
+# AMD: bench/README.md "What we learned" 2). Dividing by torch.mm alone made the CPU's "% of
+# peak GEMM" exceed 100%.
+PEAK_GEMMS: Dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "torch.mm": torch.mm,
+    "fused_rnn.mm": lambda a, b: torch.ops.fused_rnn.mm(a, b),
+}
+
+
+def peak_gemm_gflops(dtype: torch.dtype, device: torch.device, size: int, timer: Timer) -> Dict[str, Optional[float]]:
+    """gemm_gflops of each of PEAK_GEMMS; the peak is the highest of them."""
+    return {name: gemm_gflops(mm, dtype, device, size, timer) for name, mm in PEAK_GEMMS.items()}

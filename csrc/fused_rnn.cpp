@@ -2,7 +2,9 @@
 // layer in one direction over a packed sequence; the Python modules stack layers and
 // directions. The *_backward ops are wired as the autograd formula in fused_rnn/ops.py.
 // keep_workspace=False (no backward will follow) returns an empty (0, W*H) workspace and
-// lets the forward keep only part of it at a time.
+// lets the forward keep only part of it at a time. mm is the matrix product of the
+// whole-sequence products (input and weight gradients), exposed so that the benchmark
+// can measure this machine's GEMM throughput with it as well as with torch.mm.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -41,4 +43,5 @@ TORCH_LIBRARY(fused_rnn, m) {
       "Tensor w_ih, Tensor w_hh, Tensor output, Tensor workspace, bool relu, bool reverse) "
       "-> (Tensor grad_input, Tensor grad_h0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, "
       "Tensor grad_b_hh)");
+  m.def("mm(Tensor self, Tensor mat2) -> Tensor");
 }

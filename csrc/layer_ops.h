@@ -219,6 +219,19 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward(
       grad_output, grad_h_n, input, batch_sizes, h0, w_ih, w_hh, output, workspace, reverse);
 }
 
+// self (M, K) @ mat2 (K, N) with the backend's whole-sequence product.
+template <class Backend>
+Tensor mm(const Tensor& self, const Tensor& mat2) {
+  check_dim(self, "self", 2, "(M, K)");
+  check_dim(mat2, "mat2", 2, "(K, N)");
+  check_same_dtype_device(mat2, "mat2", self, "self");
+  check_shape(mat2, "mat2", "(K, N)", {self.size(1), mat2.size(1)});
+  typename Backend::Guard guard(self);
+  Tensor product;
+  Backend::dispatch(self.scalar_type(), "mm", [&](auto*) { product = Backend::mm(self.contiguous(), mat2.contiguous()); });
+  return product;
+}
+
 // Registers every op of this file for one dispatch key.
 #define FUSED_RNN_REGISTER_BACKEND(m, Backend)                  \
   do {                                                          \
@@ -228,6 +241,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward(
     m.impl("gru_backward", &::fused_rnn::gru_backward<Backend>);   \
     m.impl("rnn_forward", &::fused_rnn::rnn_forward<Backend>);     \
     m.impl("rnn_backward", &::fused_rnn::rnn_backward<Backend>);   \
+    m.impl("mm", &::fused_rnn::mm<Backend>);                       \
   } while (0)
 
 }  // namespace fused_rnn

@@ -72,6 +72,11 @@ def _rnn_backward_fake(grad_output, grad_h_n, input, batch_sizes, h0, w_ih, w_hh
     return _fake_weight_grads(input, h0, w_ih, w_hh)
 
 
+@torch.library.register_fake("fused_rnn::mm")
+def _mm_fake(self, mat2):
+    return self.new_empty(self.shape[0], mat2.shape[1])
+
+
 # ---- autograd ------------------------------------------------------------------------
 
 
