@@ -243,7 +243,7 @@ def plan_for(call_s: Dict[str, float], args):
 
 def measure_mode(mode: str, modules, inputs, failed: Dict[str, str], args, timer) -> dict:
     """Warm-up, repeat planning and interleaved timing of one mode of one problem.
-    Returns {impl: summary (+ error)} and the plan."""
+    Returns {impl: summary (+ error)}, the plan and the order the calls ran in."""
     make = impls.forward_runner if mode == "forward" else impls.fwdbwd_runner
     errors = dict(failed)
     runners, call_s = {}, {}
@@ -262,14 +262,14 @@ def measure_mode(mode: str, modules, inputs, failed: Dict[str, str], args, timer
         errors["cell_loop"] = f"skipped: one call took {call_s['cell_loop']:.1f} s > --cell-loop-max-s"
         del runners["cell_loop"], call_s["cell_loop"]
     repeats, every = plan_for(call_s, args) if runners else (0, {})
-    times = timing.interleaved(runners, repeats, every, timer) if runners else {}
+    times, order = timing.interleaved(runners, repeats, every, timer) if runners else ({}, [])
     stats = {}
     for name in impls.IMPLS:
         stats[name] = timing.summarize(times.get(name, []))
         stats[name]["every"] = every.get(name)
         if name in errors:
             stats[name]["error"] = errors[name]
-    return {"impls": stats, "repeats": repeats}
+    return {"impls": stats, "repeats": repeats, "call_order": order}
 
 
 def make_row(cfg: Config, mode: str, device: torch.device, inputs, measured: dict, diffs: Dict[str, float],
@@ -285,6 +285,7 @@ def make_row(cfg: Config, mode: str, device: torch.device, inputs, measured: dic
     return {
         "label": cfg.label(), "config": cfg.as_dict(), "mode": mode, "device": device.type, "dtype": cfg.dtype,
         "tokens": inputs.tokens, "flops": flops, "repeats": measured["repeats"], "impls": stats,
+        "call_order": measured["call_order"],
         "speedup_nn": nn_ms / fused if fused and nn_ms else None,
         "speedup_loop": loop / fused if fused and loop else None,
         "tokens_per_s": inputs.tokens / (fused * 1e-3) if fused else None,

@@ -58,26 +58,42 @@ def plan_repeats(call_s: Dict[str, float], budget_s: float, min_repeats: int, ma
     return repeats, every
 
 
+def round_order(participants: List[str], alternate: bool) -> List[str]:
+    """The order of one round: as given, or (alternate) with all but the first reversed."""
+    return participants[:1] + participants[:0:-1] if alternate else list(participants)
+
+
 def interleaved(fns: Dict[str, Callable[[], object]], repeats: int, every: Dict[str, int],
-                timer: Timer) -> Dict[str, List[float]]:
-    """Round r times each implementation once (those with r % every == 0), ABCABC..., the
-    order rotated each round, so that slow drifts (clock, other processes, caches) hit all
-    implementations alike. The garbage collector is paused meanwhile."""
+                timer: Timer) -> Tuple[Dict[str, List[float]], List[str]]:
+    """Round r times each implementation once (those with r % every == 0), back to back.
+    Each implementation runs right after each other one equally often: the rounds with the
+    same implementations alternate between two orders (round_order), so with three of them
+    two rounds run A B C A C B and every ordered pair follows once, across the boundary
+    between rounds too. What ran just before a call matters on a CPU (caches, an idle
+    second core: bench/README.md item 28); the rotation used before (A B C, B C A, C A B)
+    put C before A in two rounds of three, and C, the cell loop, is the costliest
+    predecessor. Slow drifts (clock, other processes) still reach all implementations
+    alike. The garbage collector is paused meanwhile. Returns each implementation's times
+    and the names in the order the calls ran."""
     names = list(fns)
     times: Dict[str, List[float]] = {n: [] for n in names}
+    rounds_of: Dict[Tuple[str, ...], int] = {}  # rounds run so far with each set of implementations
+    order: List[str] = []
     gc.collect()
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         for r in range(repeats):
-            shift = r % len(names)
-            for name in names[shift:] + names[:shift]:
-                if r % every[name] == 0:
-                    times[name].append(timer(fns[name]))
+            participants = tuple(name for name in names if r % every[name] == 0)
+            count = rounds_of.get(participants, 0)
+            rounds_of[participants] = count + 1
+            for name in round_order(list(participants), alternate=count % 2 == 1):
+                times[name].append(timer(fns[name]))
+                order.append(name)
     finally:
         if was_enabled:
             gc.enable()
-    return times
+    return times, order
 
 
 def noisy(stats: dict, limit: float = 0.25) -> bool:
