@@ -107,11 +107,11 @@ class _FusedRNNBase(nn.RNNBase):
             steps, batch = seq.size(0), seq.size(1)
             x = seq.reshape(steps * batch, seq.size(2))
             run_sizes = ops.uniform_batch_sizes(steps, batch)
-        if hx is None:
+        if hx is None:  # made with x's dtype and device: nothing to check
             states = self._zero_state(x, int(batch_sizes[0]) if packed else seq.size(1))
         else:
             states = self._prepare_state(data if packed else input, hx, is_batched, packed, batch_sizes)
-        self._check_state_consistency(states, x)
+            self._check_state_consistency(states, x)
         if packed:
             states = tuple(s.index_select(1, sorted_indices) if sorted_indices is not None else s for s in states)
         result_dtype, run_dtype = x.dtype, ops.kernel_dtype(x)
@@ -135,7 +135,8 @@ class _FusedRNNBase(nn.RNNBase):
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
         final_states = ops.cast([f[0].unsqueeze(0) if len(f) == 1 else torch.stack(f, 0) for f in finals],
                                 result_dtype)
-        layer_input = layer_input.to(result_dtype)
+        if layer_input.dtype != result_dtype:
+            layer_input = layer_input.to(result_dtype)
 
         if packed:
             if unsorted_indices is not None:

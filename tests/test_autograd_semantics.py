@@ -266,3 +266,29 @@ def test_eager_function_and_registered_formula_agree(kind):
     assert len(results[0]) == len(results[1])
     for eager, registered in zip(*results):
         assert torch.equal(eager, registered)
+
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_unrecorded_forward_runs_below_autograd_and_agrees(kind, monkeypatch):
+    """Eager calls that autograd does not record (here under no_grad) run the op below
+    autograd (ops._BELOW_AUTOGRAD), not through the Python kernel that
+    torch.library.register_autograd installs; the results are the registered op's."""
+    layer = {"lstm": ops.lstm_layer, "gru": ops.gru_layer, "rnn": ops.rnn_layer}[kind]
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[kind]
+    gen = torch.Generator().manual_seed(1)
+    x, h0, c0 = (torch.randn(*shape, generator=gen) for shape in [(12, 5), (3, 6), (3, 6)])
+    w_ih, w_hh = torch.randn(gates * 6, 5, generator=gen), torch.randn(gates * 6, 6, generator=gen)
+    batch_sizes = torch.full((4,), 3, dtype=torch.long)
+    states = [h0, c0] if kind == "lstm" else [h0]
+    flags = {"lstm": [None, False], "gru": [False], "rnn": [True, False]}[kind]  # w_hr / relu, reverse
+    calls = []
+    below = ops._BELOW_AUTOGRAD[kind]
+    monkeypatch.setitem(ops._BELOW_AUTOGRAD, kind, lambda *args: calls.append(1) or below(*args))
+    with torch.no_grad():
+        actual = layer(x, batch_sizes, *states, w_ih, w_hh, None, None, *flags)
+        expected = getattr(torch.ops.fused_rnn, f"{kind}_forward")(x, batch_sizes, *states, w_ih, w_hh, None, None,
+                                                                    *flags, False)
+    assert calls == [1]
+    for a, e in zip(actual, expected):
+        assert torch.equal(a, e)
