@@ -314,7 +314,7 @@ RowChunks row_chunks(int64_t M) { return {std::max<int64_t>(1, (M + kRowChunk - 
 // interleaved: as chunk_times_panel.
 void run_tiles(int64_t M, const MatrixView& A, const PackedMatrix* Bs, int64_t count, int64_t c_stride, int64_t p0,
                int64_t panels, int64_t t0, int64_t t1, bool accumulate, float* C, int64_t ldc, const float* bias,
-               bool interleaved, PanelDone panel_done = nullptr) {
+               bool interleaved, PanelDone panel_done = nullptr, bool descending = false) {
   const PackedMatrix& B = Bs[0];
   const RowChunks chunks = row_chunks(M);
   if (B.K == 0) {
@@ -331,11 +331,13 @@ void run_tiles(int64_t M, const MatrixView& A, const PackedMatrix* Bs, int64_t c
     }
     return;
   }
-  for (int64_t t = t0; t < t1; ++t) {
+  for (int64_t n = 0; n < t1 - t0; ++n) {
+    const int64_t t = descending ? t1 - 1 - n : t0 + n;
     const int64_t chunk = t / panels, p = p0 + t - chunk * panels;
     const int64_t m0 = chunks.first(chunk), m1 = chunks.first(chunk + 1);
     const MatrixView rows{A.data + m0 * A.row_stride, A.row_stride, A.col_stride};
-    for (int64_t i = 0; i < count; ++i) {
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t i = descending ? count - 1 - j : j;
       chunk_times_panel(rows, m1 - m0, Bs[i], p, accumulate, C + i * c_stride + m0 * ldc, ldc, bias, interleaved);
     }
     if (panel_done) panel_done(m0, m1, p);
@@ -361,12 +363,12 @@ void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate
 
 void gemm_panels(int64_t M, int64_t step_rows, const MatrixView& A, const PackedMatrix* Bs, int64_t count,
                  int64_t c_stride, int64_t p0, int64_t p1, bool accumulate, float* C, int64_t ldc,
-                 PanelDone panel_done) {
+                 PanelDone panel_done, bool descending) {
   p1 = std::min(p1, Bs[0].panels());
   if (M == 0 || p1 <= p0 || count == 0) return;
   TORCH_INTERNAL_ASSERT(M <= step_rows, "gemm_panels: a call's rows are part of its step's");
   run_tiles(M, A, Bs, count, c_stride, p0, p1 - p0, 0, row_chunks(M).count * (p1 - p0), accumulate, C, ldc, nullptr,
-            /*interleaved=*/step_rows <= kInterleavedSumsMaxRows, panel_done);
+            /*interleaved=*/step_rows <= kInterleavedSumsMaxRows, panel_done, descending);
 }
 
 bool worth_threads(int64_t flops) { return flops >= kParallelFlops; }
