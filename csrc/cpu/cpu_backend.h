@@ -261,7 +261,14 @@ struct CpuBackend {
     if constexpr (std::is_same_v<T, float>) {
       if (avx512::available()) {
         weight.whole = CpuWeight<T>{w_hh, G * H, P, true, {}};
-        for (int64_t g = 0; g < G; ++g) weight.per_gate.push_back(avx512::pack(w_hh + g * H * P, 1, P, P, H));
+        if (H % avx512::kPanel == 0) {
+          // Each gate's panels are whole panels of W_hh^T: pack it once (one parallel region,
+          // not one per gate) and view each gate's panels.
+          const avx512::PackedMatrix all = avx512::pack(w_hh, 1, P, P, G * H);
+          for (int64_t g = 0; g < G; ++g) weight.per_gate.push_back(avx512::columns(all, g * H, H));
+        } else {
+          for (int64_t g = 0; g < G; ++g) weight.per_gate.push_back(avx512::pack(w_hh + g * H * P, 1, P, P, H));
+        }
         return weight;
       }
     }

@@ -287,6 +287,14 @@ PackedMatrix pack(const float* data, int64_t k_stride, int64_t n_stride, int64_t
   return packed;
 }
 
+PackedMatrix columns(const PackedMatrix& matrix, int64_t n0, int64_t N) {
+  TORCH_INTERNAL_ASSERT(n0 % kPanel == 0 && n0 + N <= matrix.N, "columns: not whole panels of the matrix");
+  PackedMatrix view = matrix;
+  view.data = matrix.panel(n0 / kPanel);
+  view.N = N;
+  return view;
+}
+
 PackedMatrix in_place(const float* data, int64_t ld, int64_t K, int64_t N) {
   TORCH_INTERNAL_ASSERT(N % kPanel == 0, "in_place: N must be a multiple of the panel width");
   PackedMatrix matrix;

@@ -32,6 +32,9 @@ struct PackedMatrix {
 // floats, zero-padded past N.
 PackedMatrix pack(const float* data, int64_t k_stride, int64_t n_stride, int64_t K, int64_t N);
 
+// Columns [n0, n0 + N) of a matrix, n0 a multiple of kPanel: a view sharing its storage.
+PackedMatrix columns(const PackedMatrix& matrix, int64_t n0, int64_t N);
+
 // B(k, n) = data[k * ld + n], row-major with N a multiple of kPanel, read where it is. For
 // the whole-sequence products whose B has a row per token (the input or the outputs): a
 // packed copy of it is as large as the product's other operand.
