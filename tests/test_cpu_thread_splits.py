@@ -11,11 +11,15 @@ from torch.nn.utils.rnn import pack_padded_sequence
 import fused_rnn
 from helpers import MODES, assert_close, make_pair, randn
 
-# (N, H): rows split (W_hh well under 1 MB, N >= 8); units split (one row: H = 320 keeps
-# every cell's step, down to RNN's 2 H^2 flops, above the split's minimum of 196K flops
-# per step, kUnitSplitMinStepFlops in csrc/cpu/cpu_backend.h); units split (W_hh over
-# kRowSplitMaxWeightBytes = 1 MB for every cell: RNN's H^2 floats at H = 544 are 1.18 MB).
-SPLITS = {"rows": (16, 40), "units-one-row": (1, 320), "units-large-weights": (8, 544)}
+# (N, H, I): rows split (W_hh well under 1 MB, N >= 8); the same with input widths of
+# whole 32-column panels (I = 32, then 2 H = 96 for the second layer), which the backward's
+# whole-sequence products read in place (kInPlaceMaxColumns); units split (one
+# row: H = 320 keeps every cell's step, down to RNN's 2 H^2 flops, above the split's
+# minimum of 131K flops per step, kUnitSplitMinStepFlops in csrc/cpu/cpu_backend.h); units
+# split (W_hh over kRowSplitMaxWeightBytes = 1 MB for every cell: RNN's H^2 floats at
+# H = 544 are 1.18 MB).
+SPLITS = {"rows": (16, 40, 12), "rows-panel-widths": (16, 48, 32), "units-one-row": (1, 320, 12),
+          "units-large-weights": (8, 544, 12)}
 
 
 @pytest.fixture
@@ -30,9 +34,9 @@ def two_threads():
 @pytest.mark.parametrize("split", list(SPLITS))
 @pytest.mark.parametrize("kind", MODES)
 def test_split_matches_torch_nn(kind, split, packed, two_threads):
-    N, H = SPLITS[split]
-    ref, fused = make_pair(kind, 12, H, num_layers=2, bidirectional=True, dtype=torch.float32)
-    x = randn(9, N, 12, dtype=torch.float32, seed=3)
+    N, H, I = SPLITS[split]
+    ref, fused = make_pair(kind, I, H, num_layers=2, bidirectional=True, dtype=torch.float32)
+    x = randn(9, N, I, dtype=torch.float32, seed=3)
     lengths = torch.tensor([9] + [1 + (5 * r) % 9 for r in range(1, N)])
     results = []
     for module in (fused, ref):
