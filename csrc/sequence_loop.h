@@ -248,10 +248,10 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
   if (!same_batch) {
     gather_previous_states<Backend, T>(plan, out, P, a.h0.template data_ptr<T>(), P,
                                        h_prev_all.template data_ptr<T>());
-  }
-  if (Cell::kHasCellState && !same_batch) {
-    gather_previous_states<Backend, T>(plan, ws + 4 * H, WH, a.c0.template data_ptr<T>(), H,
-                                       c_prev_all.template data_ptr<T>());
+    if (Cell::kHasCellState) {
+      gather_previous_states<Backend, T>(plan, ws + 4 * H, WH, a.c0.template data_ptr<T>(), H,
+                                         c_prev_all.template data_ptr<T>());
+    }
   }
 
   LayerBackwardResult g;

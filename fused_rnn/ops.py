@@ -120,6 +120,24 @@ def _lstm_backward(ctx, grad_out, grad_h_n, grad_c_n, _grad_workspace):
             g_w_hr if w_hr is not None else None, None, None)
 
 
+def _below_autograd(kind: str):
+    """fused_rnn::{kind}_forward called below autograd. The eager autograd.Function of
+    _register_autograd runs the kernel this way, and so do eager calls that autograd does
+    not record: through the registered op, even under no_grad, they would pass the Python
+    kernel that torch.library.register_autograd installs (about 4 us of an LSTM (1, 1, 128)
+    forward's 25)."""
+    name = f"{kind}_forward"
+
+    def run(*args):
+        with torch._C._AutoDispatchBelowAutograd():
+            return getattr(_ops, name)(*args)  # looked up per call: tests stand in for _ops
+
+    return run
+
+
+_BELOW_AUTOGRAD = {kind: _below_autograd(kind) for kind in ("lstm", "gru", "rnn")}
+
+
 def _register_autograd(kind, backward, setup_context):
     """Registers the autograd formula of fused_rnn::{kind}_forward (what torch.compile,
     torch.export and opcheck use) and returns an eager autograd.Function with the same
@@ -132,9 +150,10 @@ def _register_autograd(kind, backward, setup_context):
     name = f"{kind}_forward"
     torch.library.register_autograd(f"fused_rnn::{name}", backward, setup_context=setup_context)
 
+    below_autograd = _BELOW_AUTOGRAD[kind]
+
     def forward(ctx, *args):
-        with torch._C._AutoDispatchBelowAutograd():
-            output = getattr(_ops, name)(*args)  # looked up per call: tests stand in for _ops
+        output = below_autograd(*args)
         setup_context(ctx, args, output)
         return output
 
@@ -235,23 +254,6 @@ def _backward_may_follow(*tensors: Optional[Tensor]) -> bool:
     """Whether autograd will record the forward op: only then must it keep its workspace
     (without it, the CPU forward holds one chunk of pre-activations at a time)."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
-def _below_autograd(kind: str):
-    """fused_rnn::{kind}_forward called below autograd, for eager calls that autograd does
-    not record: through the registered op, even under no_grad, the call would pass the
-    Python kernel that torch.library.register_autograd installs (about 4 us of an LSTM
-    (1, 1, 128) forward's 25)."""
-    name = f"{kind}_forward"
-
-    def run(*args):
-        with torch._C._AutoDispatchBelowAutograd():
-            return getattr(_ops, name)(*args)  # looked up per call: tests stand in for _ops
-
-    return run
-
-
-_BELOW_AUTOGRAD = {kind: _below_autograd(kind) for kind in ("lstm", "gru", "rnn")}
 
 
 def _forward_op(kind: str, recorded: bool):

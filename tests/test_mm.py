@@ -9,7 +9,8 @@ import fused_rnn  # noqa: F401  (registers torch.ops.fused_rnn)
 from helpers import assert_close, randn
 
 mm = torch.ops.fused_rnn.mm
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
+NO_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU: torch.cuda.is_available() is False")
+DEVICES = ["cpu", pytest.param("cuda", marks=NO_GPU)]
 
 # (M, K, N): N of whole 32-column panels up to 128 reads mat2 in place (kInPlaceMaxColumns
 # in csrc/cpu/cpu_backend.h); other widths pack it; K past the kernel's 512-deep k blocks;
