@@ -24,7 +24,13 @@ def main():
     parser.add_argument("--keep-workspace", action="store_true",
                         help="forward keeps the whole workspace as training does (the layout before "
                              "keep_workspace existed)")
+    parser.add_argument("--calls", type=int, default=3, help="calls per timed batch")
+    parser.add_argument("--batches", type=int, default=5, help="batches; the fastest counts")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls first")
+    parser.add_argument("--unit", choices=["ms", "us"], default="ms")
     args = parser.parse_args()
+    timing = dict(calls=args.calls, batches=args.batches, warmup=args.warmup)
+    scale, unit_format = (1e3, "{:.2f} ms") if args.unit == "ms" else (1e6, "{:.1f} us")
     torch.set_num_threads(args.threads)
     if args.keep_workspace:
         fused_rnn.ops._backward_may_follow = lambda *tensors: True
@@ -44,16 +50,15 @@ def main():
                 params = [x] + list(module.parameters())
                 if args.mode in ("forward", "both"):
                     with torch.no_grad():
-                        times[name, "fwd"] = best_seconds(lambda m=module: m(x), calls=3, batches=5, warmup=2)
+                        times[name, "fwd"] = best_seconds(lambda m=module: m(x), **timing)
                 if args.mode in ("fwdbwd", "both"):
                     times[name, "fwdbwd"] = best_seconds(
-                        lambda m=module, p=params: torch.autograd.grad(m(x)[0], p, grad), calls=3, batches=5,
-                        warmup=2)
+                        lambda m=module, p=params: torch.autograd.grad(m(x)[0], p, grad), **timing)
             parts = []
             for (name, mode), seconds in times.items():
                 if name == "fused":
                     ratio = f" x{times['nn', mode] / seconds:.3f}" if args.torch_nn else ""
-                    parts.append(f"{mode} {seconds * 1e3:.2f} ms{ratio}")
+                    parts.append(f"{mode} {unit_format.format(seconds * scale)}{ratio}")
             results.append(f"{cell} ({T},{N},{H}) " + " ".join(parts))
     print("  |  ".join(results), flush=True)
 
