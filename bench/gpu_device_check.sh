@@ -16,7 +16,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 OUT="${OUT:-bench/results/gpu-$(date +%Y%m%d)}"
-STEPS="${STEPS-build test bench sanitize}"
+STEPS="${STEPS-build test bench sanitize}"  # add "profile" for Nsight Compute (below)
 DEADLINE=$(( $(date +%s) + ${DEADLINE_S:-480} ))
 BENCH_ARGS="${BENCH_ARGS:-}"
 SANITIZER_TOOLS="${SANITIZER_TOOLS:-memcheck racecheck}"
@@ -78,6 +78,23 @@ if step sanitize; then
   else
     log "compute-sanitizer not found"
   fi
+fi
+
+# Nsight Compute over one launch of the persistent forward kernel at a few sizes: speed of
+# light, occupancy and the warps' stall reasons, appended to bench.log (the 8-file limit).
+if step profile; then
+  NCU="$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)"
+  for size in ${PROFILE_SIZES:-"-N 1 -H 256" "-N 16 -H 768"}; do
+    echo "=== ncu: lstm $size" >> "$OUT/bench.log"
+    ncu_args=(--clock-control none --kernel-name regex:forward_kernel --launch-skip 2 --launch-count 1
+              --section SpeedOfLight --section Occupancy --section WarpStateStats)
+    stalls=(--metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\\.ratio")
+    # The stall-reason metrics by name where this ncu knows them, else the sections alone.
+    timeout "$(allowance 60)" "$NCU" "${ncu_args[@]}" "${stalls[@]}" \
+      $PY bench/profiling/persistent_profile.py $size >> "$OUT/bench.log" 2>&1 ||
+      timeout "$(allowance 60)" "$NCU" "${ncu_args[@]}" $PY bench/profiling/persistent_profile.py $size >> "$OUT/bench.log" 2>&1
+    log "ncu lstm $size: exit $?"
+  done
 fi
 
 log "done; $(( DEADLINE - $(date +%s) )) s left of the deadline"
