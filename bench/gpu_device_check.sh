@@ -12,6 +12,7 @@
 #   STEPS="build test" DEADLINE_S=300 bash bench/gpu_device_check.sh
 #   BENCH_ARGS="--cell lstm" SANITIZER_TOOLS=memcheck bash bench/gpu_device_check.sh
 #   TEST_PATHS=tests/test_cuda.py BENCH_ARGS="--group reference latency" bash bench/gpu_device_check.sh
+#   STEPS="build profile" PROFILE_SIZES="-N 16 -H 768;-N 4 -H 512" bash bench/gpu_device_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,7 +85,8 @@ fi
 # light, occupancy and the warps' stall reasons, appended to bench.log (the 8-file limit).
 if step profile; then
   NCU="$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)"
-  for size in ${PROFILE_SIZES:-"-N 1 -H 256" "-N 16 -H 768"}; do
+  IFS=';' read -ra sizes <<< "${PROFILE_SIZES:--N 1 -H 256;-N 16 -H 768}"  # ';' between sizes
+  for size in "${sizes[@]}"; do
     echo "=== ncu: lstm $size" >> "$OUT/bench.log"
     ncu_args=(--clock-control none --kernel-name regex:forward_kernel --launch-skip 2 --launch-count 1
               --section SpeedOfLight --section Occupancy --section WarpStateStats)

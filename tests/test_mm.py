@@ -22,7 +22,7 @@ SHAPES = [(7, 5, 3), (37, 70, 64), (200, 33, 128), (64, 700, 96), (30, 40, 256),
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_mm_matches_torch_mm(shape, dtype, device):
+def test_mm_matches_torch_mm(shape, dtype, device, full_precision_float32):
     M, K, N = shape
     a = randn(M, K, dtype=dtype, device=device, seed=1)
     b = randn(K, N, dtype=dtype, device=device, seed=2)
@@ -55,3 +55,20 @@ def test_mm_rejects_bad_arguments(args, error, words):
 
 def test_mm_opcheck():
     opcheck(mm.default, (randn(9, 70, dtype=torch.float32, seed=5), randn(70, 64, dtype=torch.float32, seed=6)))
+
+
+@NO_GPU
+def test_cuda_mm_follows_the_rnn_tf32_flag(full_precision_float32):
+    """On the GPU, float32 products use TF32 exactly where torch.nn's cuDNN RNNs do
+    (torch.backends.cudnn.allow_tf32, on by default), as the RNN kernels' GEMMs do: so the
+    flag, not torch.mm's, decides whether the result is TF32-accurate or float32-accurate."""
+    a = randn(64, 600, dtype=torch.float32, device="cuda", seed=7)
+    b = randn(600, 96, dtype=torch.float32, device="cuda", seed=8)
+    exact = torch.mm(a.double(), b.double())
+    scale = exact.abs().max().item()
+    full = (mm(a, b).double() - exact).abs().max().item()
+    assert full <= 1e-5 * scale
+    if torch.cuda.get_device_capability() >= (8, 0):  # TF32 exists from Ampere on
+        torch.backends.cudnn.allow_tf32 = True
+        tf32 = (mm(a, b).double() - exact).abs().max().item()
+        assert 1e-5 * scale < tf32 <= 1e-2 * scale

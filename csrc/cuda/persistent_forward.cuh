@@ -31,9 +31,17 @@ namespace persistent {
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxRows = 16;  // batch rows per launch: one accumulator each per thread
-constexpr int kVec = 4;       // k-values per inner iteration (float4 reads of h)
+constexpr int kVec = 4;       // k-values per inner iteration: one vector read of W_hh, of each h row
+constexpr int kLoadsInFlight = 8;  // 16-byte loads of h a thread issues before it waits for the first
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// kVec consecutive values, aligned so that shared-memory reads of them are single vector
+// instructions (LDS.128 for float; a broadcast to all lanes when they read the same h).
+template <typename T>
+struct alignas(sizeof(T) * kVec) Vec {
+  T v[kVec];
+};
 
 // How one launch splits the work, and the shared memory it needs.
 struct Layout {
@@ -55,8 +63,9 @@ Layout make_layout(int64_t G, int64_t H, int64_t N, int sms) {
   l.rows_padded = static_cast<int>(round_up(G * l.units, 32));
   l.k_padded = static_cast<int>(round_up(H, kVec));
   l.k_per_warp = static_cast<int>(round_up((l.k_padded + kWarps - 1) / kWarps, kVec));
-  l.weight_bytes = round_up(int64_t(l.k_padded) * l.rows_padded * sizeof(T), 16);
-  l.h_bytes = round_up(N * int64_t(l.k_padded) * sizeof(acc_t), 16);
+  // 32-byte boundaries: h_s holds Vec<double> (32 bytes) for double.
+  l.weight_bytes = round_up(int64_t(l.k_padded) * l.rows_padded * sizeof(T), 32);
+  l.h_bytes = round_up(N * int64_t(l.k_padded) * sizeof(acc_t), 32);
   l.partial_bytes = size_t(kWarps) * N * l.rows_padded * sizeof(acc_t);
   return l;
 }
@@ -74,6 +83,45 @@ __device__ __forceinline__ T load_global(const T* p) {
   }
 }
 
+// The values of T in one 16-byte load, widened to the accumulation type.
+template <typename T, typename acc_t>
+__device__ __forceinline__ void unpack16(const uint4& raw, acc_t* out) {
+  const unsigned int words[4] = {raw.x, raw.y, raw.z, raw.w};
+  if constexpr (sizeof(T) == 8) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) out[e] = __hiloint2double(static_cast<int>(words[2 * e + 1]), static_cast<int>(words[2 * e]));
+  } else if constexpr (sizeof(T) == 4) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) out[e] = __uint_as_float(words[e]);
+  } else {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const auto bits = static_cast<uint16_t>(words[e / 2] >> (16 * (e % 2)));
+      out[e] = static_cast<acc_t>(T(bits, T::from_bits()));
+    }
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ bool aligned16(const T* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
+}
+
+// acc[r] += w . h_r[k .. k + kVec) for the rows r < rows (rows <= kRows); h_k = &h_s[0][k].
+// Every row's read is issued before the FMAs, whose kRows chains then interleave.
+template <int kRows, typename acc_t>
+__device__ __forceinline__ void accumulate_rows(acc_t (&acc)[kMaxRows], const acc_t (&w)[kVec], const acc_t* h_k,
+                                                int k_padded, int rows) {
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    if (r < rows) {
+      const Vec<acc_t> hr = *reinterpret_cast<const Vec<acc_t>*>(h_k + r * k_padded);
+#pragma unroll
+      for (int v = 0; v < kVec; ++v) acc[r] += w[v] * hr.v[v];
+    }
+  }
+}
+
 // Spec: the sequence loop's RecurrentStep<T> (rows, step, target, target_ld, accumulate,
 // output). last_step[r]: the last step at which row r is active (its h_n), -1 if none.
 template <class Cell, typename T, class Spec>
@@ -82,8 +130,8 @@ forward_kernel(const Spec* __restrict__ specs, const int64_t* __restrict__ last_
                const T* __restrict__ w_hh, T* h_state, int H, int N, Layout l) {
   using acc_t = at::opmath_type<T>;
   constexpr int G = Cell::kGates;
-  extern __shared__ __align__(16) unsigned char smem[];
-  T* w_s = reinterpret_cast<T*>(smem);                                          // (k_padded, rows_padded)
+  extern __shared__ __align__(32) unsigned char smem[];
+  T* w_s = reinterpret_cast<T*>(smem);                                 // (k_padded / kVec, rows_padded, kVec)
   acc_t* h_s = reinterpret_cast<acc_t*>(smem + l.weight_bytes);                // (N, k_padded)
   acc_t* partial = reinterpret_cast<acc_t*>(smem + l.weight_bytes + l.h_bytes);  // (warps, N, rows_padded)
 
@@ -92,13 +140,21 @@ forward_kernel(const Spec* __restrict__ specs, const int64_t* __restrict__ last_
   const int GU = G * l.units;  // local weight row lr = g * U + u is W_hh row g * H + j0 + u
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
-  // The block's rows of W_hh, k-major so that the lanes (weight rows) read consecutive words.
+  // The block's rows of W_hh in groups of kVec k-values per row, groups of consecutive rows
+  // next to each other: lane lr reads its row's kVec values at k in one vector read, and
+  // the lanes of a warp read consecutive vectors.
   for (int idx = threadIdx.x; idx < l.rows_padded * l.k_padded; idx += kThreads) {
     const int lr = idx / l.k_padded, k = idx % l.k_padded;
     const int g = lr / l.units, u = lr % l.units;
     const bool real = lr < GU && u < units && k < H;
-    w_s[k * l.rows_padded + lr] = real ? w_hh[(int64_t(g) * H + j0 + u) * H + k] : static_cast<T>(0.0f);
+    w_s[(k / kVec * l.rows_padded + lr) * kVec + k % kVec] =
+        real ? w_hh[(int64_t(g) * H + j0 + u) * H + k] : static_cast<T>(0.0f);
   }
+  // h rows can be read 16 bytes at a time where a row is a whole number of 16-byte pieces
+  // and no padding follows it (k_padded == H); the pointers are checked every step.
+  constexpr int kChunk = 16 / sizeof(T);
+  const bool chunked_rows = H % kChunk == 0 && H == l.k_padded;
+  const int chunks_per_row = H / kChunk;
 
   cooperative_groups::grid_group grid = cooperative_groups::this_grid();
   const int k_begin = warp * l.k_per_warp, k_end = min(l.k_padded, k_begin + l.k_per_warp);
@@ -109,12 +165,36 @@ forward_kernel(const Spec* __restrict__ specs, const int64_t* __restrict__ last_
     const T* prev_out = s > 0 ? specs[s - 1].output : nullptr;
 
     // h_{s-1} of every active row: the previous step's output, or the state for rows that
-    // had no previous step.
-    for (int idx = threadIdx.x; idx < rows * l.k_padded; idx += kThreads) {
-      const int r = idx / l.k_padded, k = idx % l.k_padded;
-      acc_t v = 0;
-      if (k < H) v = static_cast<acc_t>(load_global(r < prev_rows ? prev_out + int64_t(r) * H + k : h_state + int64_t(r) * H + k));
-      h_s[r * l.k_padded + k] = v;
+    // had no previous step. In 16-byte pieces where the rows allow, kLoadsInFlight of them
+    // issued before the first is used (one L2 round trip per batch, not per element).
+    if (chunked_rows && aligned16(h_state) && (prev_rows == 0 || aligned16(prev_out))) {
+      const int total = rows * chunks_per_row;
+      for (int base = threadIdx.x; base < total; base += kThreads * kLoadsInFlight) {
+        uint4 raw[kLoadsInFlight];
+        int dst[kLoadsInFlight];
+#pragma unroll
+        for (int b = 0; b < kLoadsInFlight; ++b) {
+          const int i = base + b * kThreads;
+          dst[b] = -1;
+          if (i < total) {
+            const int r = i / chunks_per_row, c = i - r * chunks_per_row;
+            const T* src = (r < prev_rows ? prev_out : h_state) + int64_t(r) * H + c * kChunk;
+            raw[b] = __ldcg(reinterpret_cast<const uint4*>(src));
+            dst[b] = r * l.k_padded + c * kChunk;
+          }
+        }
+#pragma unroll
+        for (int b = 0; b < kLoadsInFlight; ++b) {
+          if (dst[b] >= 0) unpack16<T>(raw[b], h_s + dst[b]);
+        }
+      }
+    } else {
+      for (int idx = threadIdx.x; idx < rows * l.k_padded; idx += kThreads) {
+        const int r = idx / l.k_padded, k = idx % l.k_padded;
+        acc_t v = 0;
+        if (k < H) v = static_cast<acc_t>(load_global((r < prev_rows ? prev_out : h_state) + int64_t(r) * H + k));
+        h_s[r * l.k_padded + k] = v;
+      }
     }
     __syncthreads();
 
@@ -125,16 +205,21 @@ forward_kernel(const Spec* __restrict__ specs, const int64_t* __restrict__ last_
     for (int lr0 = 0; lr0 < l.rows_padded; lr0 += 32) {
       const int lr = lr0 + lane;
       for (int k = k_begin; k < k_end; k += kVec) {
+        const Vec<T> w_raw = *reinterpret_cast<const Vec<T>*>(w_s + (k / kVec * l.rows_padded + lr) * kVec);
         acc_t w[kVec];
 #pragma unroll
-        for (int v = 0; v < kVec; ++v) w[v] = static_cast<acc_t>(w_s[(k + v) * l.rows_padded + lr]);
-#pragma unroll
-        for (int r = 0; r < kMaxRows; ++r) {
-          if (r < rows) {
-            const acc_t* hr = h_s + r * l.k_padded + k;
-#pragma unroll
-            for (int v = 0; v < kVec; ++v) acc[r] += w[v] * hr[v];
-          }
+        for (int v = 0; v < kVec; ++v) w[v] = static_cast<acc_t>(w_raw.v[v]);
+        // The smallest unrolled row count that covers `rows` (a uniform branch): a small
+        // batch does not issue 16 rows' predicated-off reads and FMAs.
+        const acc_t* h_k = h_s + k;
+        if (rows > 8) {
+          accumulate_rows<16>(acc, w, h_k, l.k_padded, rows);
+        } else if (rows > 4) {
+          accumulate_rows<8>(acc, w, h_k, l.k_padded, rows);
+        } else if (rows > 2) {
+          accumulate_rows<4>(acc, w, h_k, l.k_padded, rows);
+        } else {
+          accumulate_rows<2>(acc, w, h_k, l.k_padded, rows);
         }
       }
 #pragma unroll
