@@ -1,17 +1,22 @@
 #pragma once
 // Argument checks whose messages name the argument and what was expected.
+//
+// Integers reach messages as std::to_string text, never through std::ostream (also not
+// through TORCH_CHECK's own formatting): on the GPU machines' image (torch 2.11 wheel, the
+// extension built there by Ubuntu's GCC 13.3) the extension's own insertion of an integer
+// into a stream crashed the process (segfault in this file's former ostringstream, seen
+// under cuda-gdb; messages of strings only were fine), so a bad argument there killed the
+// interpreter instead of raising.
 #include <ATen/ATen.h>
-#include <sstream>
+#include <string>
 #include <vector>
 
 namespace fused_rnn {
 
 inline std::string shape_string(at::IntArrayRef shape) {
-  std::ostringstream out;
-  out << "(";
-  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  out << (shape.size() == 1 ? ",)" : ")");
-  return out.str();
+  std::string out = "(";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + (shape.size() == 1 ? ",)" : ")");
 }
 
 // "h0 must have shape (N, P) = (3, 16), got (2, 16)"
@@ -30,8 +35,8 @@ inline void check_same_dtype_device(const at::Tensor& t, const char* name,
 }
 
 inline void check_dim(const at::Tensor& t, const char* name, int64_t dim, const char* legend) {
-  TORCH_CHECK_VALUE(t.dim() == dim, name, " must be ", dim, "-D with shape ", legend, ", got ",
-                    t.dim(), "-D ", shape_string(t.sizes()));
+  TORCH_CHECK_VALUE(t.dim() == dim, name, " must be ", std::to_string(dim), "-D with shape ", legend, ", got ",
+                    std::to_string(t.dim()), "-D ", shape_string(t.sizes()));
 }
 
 }  // namespace fused_rnn

@@ -28,8 +28,8 @@ LayerArgs make_layer_args(const Tensor& input, const Tensor& batch_sizes, const 
   check_dim(input, "input", 2, "(R, I)");
   check_dim(h0, "h0", 2, "(N, P)");
   check_dim(w_ih, "w_ih", 2, "(G*H, I)");
-  TORCH_CHECK_VALUE(w_ih.size(0) % G == 0, "w_ih must have G*H rows with G = ", G, " gates, got ",
-                    w_ih.size(0), " rows");
+  TORCH_CHECK_VALUE(w_ih.size(0) % G == 0, "w_ih must have G*H rows with G = ", std::to_string(G), " gates, got ",
+                    std::to_string(w_ih.size(0)), " rows");
   const int64_t H = w_ih.size(0) / G;
   const int64_t I = input.size(1);
   const int64_t R = input.size(0);
@@ -45,7 +45,7 @@ LayerArgs make_layer_args(const Tensor& input, const Tensor& batch_sizes, const 
 
   TORCH_CHECK_VALUE(batch_sizes.dim() == 1 && batch_sizes.scalar_type() == at::kLong &&
                         batch_sizes.device().is_cpu(),
-                    "batch_sizes must be a 1-D int64 CPU tensor (T,), got ", batch_sizes.dim(), "-D ",
+                    "batch_sizes must be a 1-D int64 CPU tensor (T,), got ", std::to_string(batch_sizes.dim()), "-D ",
                     batch_sizes.scalar_type(), " on ", batch_sizes.device());
   const Tensor bs = batch_sizes.contiguous();
   const int64_t* bs_data = bs.data_ptr<int64_t>();
@@ -54,11 +54,13 @@ LayerArgs make_layer_args(const Tensor& input, const Tensor& batch_sizes, const 
   for (size_t t = 0; t < a.batch_sizes.size(); ++t) {
     const int64_t b = a.batch_sizes[t];
     const int64_t limit = t == 0 ? N : a.batch_sizes[t - 1];
-    TORCH_CHECK_VALUE(b >= 0 && b <= limit, "batch_sizes must be non-increasing within [0, N = ", N,
-                      "], got batch_sizes[", t, "] = ", b, " after ", limit);
+    TORCH_CHECK_VALUE(b >= 0 && b <= limit, "batch_sizes must be non-increasing within [0, N = ", std::to_string(N),
+                      "], got batch_sizes[", std::to_string(t), "] = ", std::to_string(b), " after ",
+                      std::to_string(limit));
     rows += b;
   }
-  TORCH_CHECK_VALUE(rows == R, "input must have sum(batch_sizes) = ", rows, " rows, got ", R);
+  TORCH_CHECK_VALUE(rows == R, "input must have sum(batch_sizes) = ", std::to_string(rows), " rows, got ",
+                    std::to_string(R));
 
   const char* dtype_ref = "input";
   for (auto [t, name] : {std::pair<const Tensor*, const char*>{&h0, "h0"}, {&w_ih, "w_ih"}, {&w_hh, "w_hh"}}) {
