@@ -51,8 +51,8 @@ bench: build
 
 # The CPU extension built with AddressSanitizer and UndefinedBehaviorSanitizer into a copy
 # of the package under $(SAN), and the CPU test suite run against it (CUDA, torch.compile
-# and benchmark-schedule tests left out: the first need a GPU, the second compile C++ with
-# inductor, the third test bench/ code, no extension code, and bench/ is not copied).
+# and benchmark tests left out: the first need a GPU, the second compile C++ with inductor,
+# the third (schedule, report) test bench/ code, no extension code, and bench/ is not copied).
 # Python itself is not instrumented, so the ASan runtime is preloaded; leak detection is off
 # because CPython and torch keep allocations until exit.
 sanitize: $(READY)
@@ -63,7 +63,7 @@ sanitize: $(READY)
 	  ASAN_OPTIONS=detect_leaks=0:alloc_dealloc_mismatch=0:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(abspath $(PY)) -m pytest -q -p no:cacheprovider tests \
-	  --ignore=tests/test_cuda.py --ignore=tests/test_compile.py --ignore=tests/test_bench_schedule.py \
+	  --ignore=tests/test_cuda.py --ignore=tests/test_compile.py --ignore=tests/test_bench_schedule.py --ignore=tests/test_bench_report.py \
 	  $(PYTEST_ARGS)
 
 # The profiling aid behind bench/README.md's SGEMM figures (bench/profiling/).

@@ -90,8 +90,21 @@ def peak_text(meta: dict, dtype: str) -> str:
     if not best:
         return f"{dtype}: {peak:.1f} GFLOP/s"
     top = max(best, key=best.get)
-    others = "; ".join(f"{name} {value:.1f}" for name, value in best.items() if name != top)
-    return f"{dtype}: {peak:.1f} GFLOP/s ({top}{'; ' + others if others else ''})"
+    label = lambda name: name + float32_mode(meta, dtype, name)  # noqa: E731
+    others = "; ".join(f"{label(name)} {value:.1f}" for name, value in best.items() if name != top)
+    return f"{dtype}: {peak:.1f} GFLOP/s ({label(top)}{'; ' + others if others else ''})"
+
+
+# Which TF32 flag each peak GEMM follows on a GPU: fused_rnn.mm the one torch.nn's cuDNN RNNs
+# (and so the float32 rows) follow, torch.mm the matmul one.
+_TF32_FLAG = {"fused_rnn.mm": "cudnn_allow_tf32", "torch.mm": "matmul_allow_tf32"}
+
+
+def float32_mode(meta: dict, dtype: str, gemm: str) -> str:
+    """" in TF32" where a float32 GEMM of a GPU run was allowed TF32, else ""."""
+    if meta.get("device") != "cuda" or dtype != "float32":
+        return ""
+    return " in TF32" if meta.get("tf32", {}).get(_TF32_FLAG.get(gemm, ""), False) else " in float32"
 
 
 def write_markdown(path: str, meta: dict, rows: Sequence[dict], target_text: Optional[str]) -> None:

@@ -1,0 +1,27 @@
+"""bench/report.py's peak-GEMM line: on a GPU a float32 peak must say whether it ran in TF32
+(fused_rnn.mm follows torch.nn's cuDNN RNN flag, torch.mm the matmul flag), since the two
+differ by 7x on an H200 and the float32 rows' "% of peak" divides by the faster."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
+import report  # noqa: E402  (bench/ is not a package)
+
+
+def meta(device, cudnn_tf32=True, matmul_tf32=False):
+    return {"device": device, "peak_gflops": {"float32": 386.0, "bfloat16": 745.0},
+            "tf32": {"cudnn_allow_tf32": cudnn_tf32, "matmul_allow_tf32": matmul_tf32},
+            "peak_gflops_measurements": {d: [{"torch.mm": 51.0, "fused_rnn.mm": 386.0 if d == "float32" else 745.0}]
+                                         for d in ("float32", "bfloat16")}}
+
+
+def test_gpu_float32_peak_names_each_gemms_precision():
+    assert report.peak_text(meta("cuda"), "float32") == \
+        "float32: 386.0 GFLOP/s (fused_rnn.mm in TF32; torch.mm in float32 51.0)"
+    assert report.peak_text(meta("cuda", cudnn_tf32=False, matmul_tf32=True), "float32") == \
+        "float32: 386.0 GFLOP/s (fused_rnn.mm in float32; torch.mm in TF32 51.0)"
+
+
+def test_other_dtypes_and_the_cpu_carry_no_precision_note():
+    assert report.peak_text(meta("cuda"), "bfloat16") == "bfloat16: 745.0 GFLOP/s (fused_rnn.mm; torch.mm 51.0)"
+    assert report.peak_text(meta("cpu"), "float32") == "float32: 386.0 GFLOP/s (fused_rnn.mm; torch.mm 51.0)"
