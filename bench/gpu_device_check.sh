@@ -13,6 +13,9 @@
 #   BENCH_ARGS="--cell lstm" SANITIZER_TOOLS=memcheck bash bench/gpu_device_check.sh
 #   TEST_PATHS=tests/test_cuda.py BENCH_ARGS="--group reference latency" bash bench/gpu_device_check.sh
 #   STEPS="build profile" PROFILE_SIZES="-N 16 -H 768;-N 4 -H 512" bash bench/gpu_device_check.sh
+#
+# The device copy's .git can lag its working tree: name the commit that was sent,
+# FUSED_RNN_GIT_COMMIT=<hash> (results.md and summary.txt then carry it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +41,7 @@ allowance() { local left=$(( DEADLINE - $(date +%s) )); echo $(( left < $1 ? (le
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
   python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())"
   nvcc --version | tail -1
+  echo "commit ${FUSED_RNN_GIT_COMMIT:-$(git log --oneline -1 2>/dev/null) (as the .git of this copy says)}"
 } >> "$OUT/summary.txt" 2>&1
 
 if step build; then

@@ -137,6 +137,11 @@ def load_average() -> Optional[float]:
 
 
 def git_commit() -> str:
+    """HEAD's short hash (-dirty with uncommitted changes to tracked files), or
+    $FUSED_RNN_GIT_COMMIT where set: a copy of the tree whose .git lags behind it (the GPU
+    machine's copy) is told the commit by whoever sent it."""
+    if os.environ.get("FUSED_RNN_GIT_COMMIT"):
+        return os.environ["FUSED_RNN_GIT_COMMIT"]
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                              text=True, timeout=10).stdout.strip()

@@ -1,11 +1,13 @@
-"""bench/report.py's peak-GEMM line: on a GPU a float32 peak must say whether it ran in TF32
-(fused_rnn.mm follows torch.nn's cuDNN RNN flag, torch.mm the matmul flag), since the two
-differ by 7x on an H200 and the float32 rows' "% of peak" divides by the faster."""
+"""What a results file says about its run: on a GPU a float32 peak GEMM must say whether it
+ran in TF32 (fused_rnn.mm follows torch.nn's cuDNN RNN flag, torch.mm the matmul flag), since
+the two differ by 7x on an H200 and the float32 rows' "% of peak" divides by the faster; and
+the commit must be the one that ran, also where the tree's .git lags (the GPU machine)."""
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
 import report  # noqa: E402  (bench/ is not a package)
+import throughput  # noqa: E402
 
 
 def meta(device, cudnn_tf32=True, matmul_tf32=False):
@@ -25,3 +27,11 @@ def test_gpu_float32_peak_names_each_gemms_precision():
 def test_other_dtypes_and_the_cpu_carry_no_precision_note():
     assert report.peak_text(meta("cuda"), "bfloat16") == "bfloat16: 745.0 GFLOP/s (fused_rnn.mm; torch.mm 51.0)"
     assert report.peak_text(meta("cpu"), "float32") == "float32: 386.0 GFLOP/s (fused_rnn.mm; torch.mm 51.0)"
+
+
+def test_commit_named_by_the_sender_wins_over_a_lagging_git(monkeypatch):
+    monkeypatch.delenv("FUSED_RNN_GIT_COMMIT", raising=False)
+    from_git = throughput.git_commit()
+    assert from_git != "unknown" and len(from_git.split("-")[0]) >= 7
+    monkeypatch.setenv("FUSED_RNN_GIT_COMMIT", "abc1234")
+    assert throughput.git_commit() == "abc1234"
