@@ -28,6 +28,9 @@ CELLS = ("LSTMCell", "GRUCell", "RNNCell_TANH", "RNNCell_RELU")
 # max|fused - reference| <= TOLERANCE * max(1, max|reference|), per compared tensor.
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
 
+# The one skip of the CUDA tests: they need a GPU.
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU: torch.cuda.is_available() is False")
+
 
 def classes(kind: str):
     """(torch.nn class, fused_rnn class, extra constructor kwargs) of a kind."""

@@ -11,12 +11,11 @@ from torch.library import opcheck
 
 from helpers import (CELLS, MODES, OP_CASE_IDS, OP_CASES, assert_close, assert_error_within_torch_nn,
                      assert_parity, backward_args, cell_case, expect_same_error, layer_args, make_pair,
-                     op_kind, output_tensors, params, randn, sequence_case)
+                     needs_gpu, op_kind, output_tensors, params, randn, sequence_case)
 
 # The only skip of this file: these tests need a GPU. Float32 at full precision
 # (conftest.py's full_precision_float32) for every test.
-pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU: torch.cuda.is_available() is False"),
-              pytest.mark.usefixtures("full_precision_float32")]
+pytestmark = [needs_gpu, pytest.mark.usefixtures("full_precision_float32")]
 
 F32 = torch.float32
 CUDA = "cuda"

@@ -6,11 +6,10 @@ import torch
 from torch.library import opcheck
 
 import fused_rnn  # noqa: F401  (registers torch.ops.fused_rnn)
-from helpers import assert_close, randn
+from helpers import assert_close, needs_gpu, randn
 
 mm = torch.ops.fused_rnn.mm
-NO_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU: torch.cuda.is_available() is False")
-DEVICES = ["cpu", pytest.param("cuda", marks=NO_GPU)]
+DEVICES = ["cpu", pytest.param("cuda", marks=needs_gpu)]
 
 # (M, K, N): N of whole 32-column panels up to 128 reads mat2 in place (kInPlaceMaxColumns
 # in csrc/cpu/cpu_backend.h); other widths pack it; K past the kernel's 512-deep k blocks;
@@ -57,7 +56,7 @@ def test_mm_opcheck():
     opcheck(mm.default, (randn(9, 70, dtype=torch.float32, seed=5), randn(70, 64, dtype=torch.float32, seed=6)))
 
 
-@NO_GPU
+@needs_gpu
 def test_cuda_mm_follows_the_rnn_tf32_flag(full_precision_float32):
     """On the GPU, float32 products use TF32 exactly where torch.nn's cuDNN RNNs do
     (torch.backends.cudnn.allow_tf32, on by default), as the RNN kernels' GEMMs do: so the
