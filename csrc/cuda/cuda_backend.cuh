@@ -164,8 +164,10 @@ struct CudaBackend {
         at::cuda::getCurrentCUDABlasHandle(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
         static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &one, B, type, static_cast<int>(ldb), A, type,
         static_cast<int>(lda), &beta_s, C, type, static_cast<int>(ldc), CublasTypes<T>::compute(), CUBLAS_GEMM_DEFAULT);
-    TORCH_CHECK(status == CUBLAS_STATUS_SUCCESS, "fused_rnn: cublasGemmEx failed with status ", std::to_string(static_cast<int>(status)),
-                " for M=", std::to_string(M), " N=", std::to_string(N), " K=", std::to_string(K));  // checks.h: no integers into streams
+    // Integers as text, not streamed: checks.h says why.
+    TORCH_CHECK(status == CUBLAS_STATUS_SUCCESS, "fused_rnn: cublasGemmEx failed with status ",
+                std::to_string(static_cast<int>(status)), " for M=", std::to_string(M), " N=", std::to_string(N),
+                " K=", std::to_string(K));
   }
 
   // On the GPU a prepared weight is just the matrix: cuBLAS reads it in place.
