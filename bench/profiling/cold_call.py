@@ -1,10 +1,19 @@
 """Why one call timed alone is slower than the same call back to back: the median time of
 a fused_rnn (and a torch.nn) call right after each of several things the benchmark's
 interleaving puts before it: the same call (back to back), the other implementation, an
-idle pause (the second core goes idle, as during the single-threaded cell loop), and a
-32 MB pass over memory (the caches lose the call's buffers).
+idle pause (the second core goes idle, as during the single-threaded cell loop), the same
+pause followed by a small parallel op (the OpenMP worker woken again before the call), and
+a 32 MB pass over memory (the caches lose the call's buffers).
 
     python bench/profiling/cold_call.py --cell lstm --shape 200,16,64 --mode fwdbwd
+
+With --fixed-cost, also a fused_rnn forward of one time step (the call's fixed cost) split
+into its Python module (the op answering with a canned result) and its op alone (the C++
+call, without the module around it), each timed back to back, after the torch.nn call of
+the shape, and after a 32 MB pass; and the cost of waking the OpenMP worker after 2 ms of
+idle (a small parallel op timed back to back and after the pause):
+
+    python bench/profiling/cold_call.py --cell lstm --shape 200,16,64 --mode forward --fixed-cost
 """
 import argparse
 import gc
@@ -18,6 +27,9 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import impls  # noqa: E402  (bench/ modules)
 from configs import Config  # noqa: E402
+import fused_rnn.ops as ops  # noqa: E402
+
+OP_KIND = {"lstm": "lstm", "gru": "gru", "rnn_tanh": "rnn"}
 
 
 def median_after(before, call, repeats: int) -> float:
@@ -32,6 +44,41 @@ def median_after(before, call, repeats: int) -> float:
     return statistics.median(times) * 1e3
 
 
+def print_fixed_cost_split(cell: str, module, step_input, befores, repeats: int) -> None:
+    """Median us of a one-step fused_rnn forward under no_grad, whole and split into the
+    module's Python and the op, after each of `befores` (None: back to back)."""
+    kind = OP_KIND[cell]
+    real_op = ops._BELOW_AUTOGRAD[kind]
+    recorded = {}
+
+    def record(*args):
+        recorded["args"], recorded["result"] = args, real_op(*args)
+        return recorded["result"]
+
+    def without_grad(call):
+        def run():
+            with torch.no_grad():
+                call()
+        return run
+
+    ops._BELOW_AUTOGRAD[kind] = record  # the module looks the op up on every call
+    without_grad(lambda: module(step_input))()
+    calls = {
+        "module + op": (real_op, without_grad(lambda: module(step_input))),
+        "module only": (lambda *args: recorded["result"], without_grad(lambda: module(step_input))),
+        "op only": (real_op, without_grad(lambda: real_op(*recorded["args"]))),
+    }
+    try:
+        for label, (op, call) in calls.items():
+            ops._BELOW_AUTOGRAD[kind] = op
+            for _ in range(20):
+                call()
+            cells = [f"{name} {median_after(before, call, repeats) * 1e3:.1f}" for name, before in befores.items()]
+            print(f"{cell} T=1 forward, {label}, us: " + " | ".join(cells))
+    finally:
+        ops._BELOW_AUTOGRAD[kind] = real_op
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cell", choices=["lstm", "gru", "rnn_tanh"], default="lstm")
@@ -39,6 +86,8 @@ def main():
     parser.add_argument("--mode", choices=["forward", "fwdbwd"], default="fwdbwd")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=60)
+    parser.add_argument("--fixed-cost", action="store_true",
+                        help="also split a one-step forward into the module's Python and the op")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     T, N, H = map(int, args.shape.split(","))
@@ -48,6 +97,7 @@ def main():
     runner = impls.forward_runner if args.mode == "forward" else impls.fwdbwd_runner
     fused, nn = runner(modules["fused"], inputs), runner(modules["torch_nn"], inputs)
     memory = torch.empty(8 << 20)  # 32 MB: the L3 cache of this machine
+    wake = torch.empty(1 << 17)  # 512 KB: split over the threads by ATen, done in ~10 us
     for _ in range(5):
         fused(), nn()
     gc.disable()
@@ -56,10 +106,21 @@ def main():
             "back to back": None,
             "after the other": other,
             "after 2 ms idle": lambda: time.sleep(0.002),
+            # The same idle, then a small parallel op that wakes the OpenMP worker again:
+            # what is left of the idle penalty is not the worker's wake-up.
+            "after 2 ms idle + wake": lambda: (time.sleep(0.002), wake.add_(1.0)),
             "after a 32 MB pass": lambda: memory.add_(1.0),
         }
         cells = [f"{label} {median_after(before, call, args.repeats):.3f}" for label, before in befores.items()]
         print(f"{args.cell} {args.shape} {args.mode} {name} ms: " + " | ".join(cells))
+    if args.fixed_cost:
+        befores = {"back to back": None, f"after torch.nn's {args.mode}": nn,
+                   "after a 32 MB pass": lambda: memory.add_(1.0)}
+        print_fixed_cost_split(args.cell, modules["fused"], torch.randn(1, N, H), befores, args.repeats)
+        idle = {"back to back": None, "after 2 ms idle": lambda: time.sleep(0.002)}
+        wake_up = [f"{label} {median_after(before, lambda: wake.add_(1.0), args.repeats) * 1e3:.1f}"
+                   for label, before in idle.items()]
+        print("a parallel 512 KB add_ (the OpenMP worker's wake-up), us: " + " | ".join(wake_up))
 
 
 if __name__ == "__main__":
