@@ -107,12 +107,17 @@ struct UnitRange {
 
 // A time loop split by hidden units meets at a barrier every step (an omp barrier cost
 // about 0.2 us alone, 0.5 us with the state's cache lines moving between the cores;
-// StepBarrier ~0.1 us less), so the split pays only from this many flops per step. Split
-// vs not (then one thread, or from 131K flops a parallel region per step; measured with
-// the omp barrier), 2 threads, T = 200, N = 1 [step_cost]: LSTM H = 128 (131K
-// flops per step) forward 377 vs 457 us, forward+backward 1011 vs 1150; RNN H = 256
-// (131K) 546 vs 735 forward; GRU H = 128 (98K) 504 vs 448; LSTM H = 64 (33K) 290 vs 195.
-constexpr int64_t kUnitSplitMinStepFlops = int64_t(1) << 17;
+// StepBarrier ~0.1 us less), so the split pays only from this many flops per step. The
+// first measurement, with the omp barrier, had put the limit at 131K; with StepBarrier
+// it pays from about 24K (2 threads, T = 200, N = 1, per step, A/B 3 rounds
+// [step_cost]): forward LSTM H = 64 (33K flops) 0.64-0.66 -> 0.38-0.41 us, GRU H = 64
+// (25K) 0.53-0.54 -> 0.35-0.36, RNN H = 128 (33K) 0.51-0.53 -> 0.33-0.36, GRU H = 128
+// (98K) 1.92-2.05 -> 1.03-1.06; with the backward split too, forward+backward LSTM H =
+// 64 1.20-1.26 -> 0.89-0.95, GRU H = 128 3.25-3.36 -> 2.45-2.51; RNN H = 96 (18K)
+// forward is slower split, 0.24 -> 0.27. In this VM's slow periods a split step costs
+// about 0.6 us more (LSTM H = 64 forward 0.95 us, unsplit 0.65-0.73), and torch.nn's
+// oneDNN loop slows down as much (bench/README.md, item 36).
+constexpr int64_t kUnitSplitMinStepFlops = 24 * 1024;
 
 // Runs body(UnitRange) on every thread of ONE parallel region, the H hidden units split
 // over the threads by whole panels (body meets the other threads with UnitRange::meet).
