@@ -77,16 +77,22 @@ def check(targets: Sequence[Target], rows: Sequence[dict]) -> List[dict]:
     return results
 
 
+def shown_value(value: Optional[float], minimum: float, metric: str) -> str:
+    """A measured value as the targets table prints it: 2 decimals (a percentage for
+    peak_fraction), more where those would print the minimum itself, so that a 1.498x miss
+    of a 1.5x target does not read "1.50x | MISS"."""
+    if value is None:
+        return "-"
+    scale, unit, digits = (100, "%", 0) if metric == "peak_fraction" else (1, "x", 2)
+    while f"{scale * value:.{digits}f}" == f"{scale * minimum:.{digits}f}" and value != minimum and digits < 6:
+        digits += 1
+    return f"{scale * value:.{digits}f}{unit}"
+
+
 def format_table(results: Sequence[dict]) -> str:
     lines = ["| target | measured | status |", "|---|---:|---|"]
     for r in results:
-        value = r["value"]
-        if value is None:
-            shown = "-"
-        elif r["target"]["metric"] == "peak_fraction":
-            shown = f"{100 * value:.0f}%"
-        else:
-            shown = f"{value:.2f}x"
+        shown = shown_value(r["value"], r["target"]["minimum"], r["target"]["metric"])
         lines.append(f"| {r['label']} | {shown} | {r['status']} |")
     passed = sum(r["status"] == "PASS" for r in results)
     missed = sum(r["status"] == "MISS" for r in results)
