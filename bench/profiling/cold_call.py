@@ -14,6 +14,9 @@ the shape, and after a 32 MB pass; and the cost of waking the OpenMP worker afte
 idle (a small parallel op timed back to back and after the pause):
 
     python bench/profiling/cold_call.py --cell lstm --shape 200,16,64 --mode forward --fixed-cost
+
+With --around-ops, also the time a fused call spends outside its ops (module, autograd,
+freeing its tensors), back to back, against the same call with ops that answer at once.
 """
 import argparse
 import gc
@@ -79,6 +82,49 @@ def print_fixed_cost_split(cell: str, module, step_input, befores, repeats: int)
         ops._BELOW_AUTOGRAD[kind] = real_op
 
 
+class _OpsProxy:
+    """Stands in for fused_rnn.ops._ops (the module looks its ops up there on every call):
+    times each op call into `spent`, or answers with the op's first result ("canned")."""
+
+    def __init__(self, real):
+        self.real, self.canned, self.spent, self.answer_canned = real, {}, 0.0, False
+
+    def __getattr__(self, name):
+        op = getattr(self.real, name)
+
+        def run(*args):
+            if self.answer_canned and name in self.canned:
+                return self.canned[name]
+            start = time.perf_counter()
+            result = op(*args)
+            self.spent += time.perf_counter() - start
+            self.canned.setdefault(name, result)
+            return result
+        return run
+
+
+def print_time_around_ops(call, repeats: int) -> None:
+    """Median us of `call` back to back, split into fused_rnn's ops and everything around
+    them (module, autograd, freeing); then the same call with every op answering a canned
+    result at once: the same Python and autograd work, without the ops' data in the caches."""
+    proxy = _OpsProxy(ops._ops)
+    ops._ops = proxy
+    try:
+        totals, outside = [], []
+        for _ in range(repeats):
+            proxy.spent = 0.0
+            start = time.perf_counter()
+            call()
+            totals.append(time.perf_counter() - start)
+            outside.append(totals[-1] - proxy.spent)
+        proxy.answer_canned = True
+        canned = [median_after(None, call, repeats)]
+    finally:
+        ops._ops = proxy.real
+    print(f"around the ops, us: call {statistics.median(totals) * 1e6:.0f} | outside the ops "
+          f"{statistics.median(outside) * 1e6:.0f} | the call with canned ops {canned[0] * 1e3:.0f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cell", choices=["lstm", "gru", "rnn_tanh"], default="lstm")
@@ -88,6 +134,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=60)
     parser.add_argument("--fixed-cost", action="store_true",
                         help="also split a one-step forward into the module's Python and the op")
+    parser.add_argument("--around-ops", action="store_true",
+                        help="also time what runs around the ops of a fused call (module, autograd)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     T, N, H = map(int, args.shape.split(","))
@@ -121,6 +169,8 @@ def main():
         wake_up = [f"{label} {median_after(before, lambda: wake.add_(1.0), args.repeats) * 1e3:.1f}"
                    for label, before in idle.items()]
         print("a parallel 512 KB add_ (the OpenMP worker's wake-up), us: " + " | ".join(wake_up))
+    if args.around_ops:
+        print_time_around_ops(fused, args.repeats)
 
 
 if __name__ == "__main__":
