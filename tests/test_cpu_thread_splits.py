@@ -3,7 +3,10 @@ of two ways (csrc/cpu/cpu_backend.h): by batch rows, with no barrier at all, whe
 small and there are at least 4 rows per thread; otherwise by hidden units, with a barrier
 per step. Both must give torch.nn's results, forward and backward, on plain and packed
 input (rows of packed sequences end at different steps, and the row split balances the
-active row-steps rather than the rows)."""
+active row-steps rather than the rows), and also with more threads than CPUs, where the
+unit split stands aside."""
+import os
+
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -31,11 +34,17 @@ def two_threads():
     torch.set_num_threads(saved)
 
 
-@pytest.mark.parametrize("packed", [False, True], ids=["plain", "packed"])
-@pytest.mark.parametrize("split", list(SPLITS))
-@pytest.mark.parametrize("kind", MODES)
-def test_split_matches_torch_nn(kind, split, packed, two_threads):
-    N, H, I = SPLITS[split]
+@pytest.fixture
+def more_threads_than_cpus():
+    """Two threads more than this process may run on: the unit split, whose threads meet
+    every step, must then stand aside (usable_cpus in csrc/cpu/step_barrier.h)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(len(os.sched_getaffinity(0)) + 2)
+    yield
+    torch.set_num_threads(saved)
+
+
+def assert_matches_torch_nn(kind, N, H, I, packed):
     ref, fused = make_pair(kind, I, H, num_layers=2, bidirectional=True, dtype=torch.float32)
     x = randn(9, N, I, dtype=torch.float32, seed=3)
     lengths = torch.tensor([9] + [1 + (5 * r) % 9 for r in range(1, N)])
@@ -51,3 +60,16 @@ def test_split_matches_torch_nn(kind, split, packed, two_threads):
     names = ["output", "h_n", "grad of input"] + [f"grad of {n}" for n, _ in ref.named_parameters()]
     for name, a, e in zip(names, *results):
         assert_close(a, e, tol=2e-5, what=name)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["plain", "packed"])
+@pytest.mark.parametrize("split", list(SPLITS))
+@pytest.mark.parametrize("kind", MODES)
+def test_split_matches_torch_nn(kind, split, packed, two_threads):
+    assert_matches_torch_nn(kind, *SPLITS[split], packed)
+
+
+@pytest.mark.parametrize("split", ["units-one-row", "units-small-step"])
+@pytest.mark.parametrize("kind", MODES)
+def test_more_threads_than_cpus_matches_torch_nn(kind, split, more_threads_than_cpus):
+    assert_matches_torch_nn(kind, *SPLITS[split], packed=False)

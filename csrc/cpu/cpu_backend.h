@@ -122,12 +122,17 @@ constexpr int64_t kUnitSplitMinStepFlops = 24 * 1024;
 // Runs body(UnitRange) on every thread of ONE parallel region, the H hidden units split
 // over the threads by whole panels (body meets the other threads with UnitRange::meet).
 // Returns false, running nothing, where a region does not pay: fewer than two panels or
-// threads, too few flops per step, or already inside a parallel region.
+// threads, too few flops per step, already inside a parallel region, or more threads than
+// usable CPUs (then the barrier waits for time slices; capping the region's threads
+// instead left it mixing team sizes with ATen's regions, and slower still).
 template <class Body>
 bool in_one_region_by_units(int64_t H, int64_t step_flops, Body&& body) {
   const int64_t unit_panels = (H + avx512::kPanel - 1) / avx512::kPanel;
   const int64_t threads = std::min<int64_t>(at::get_num_threads(), unit_panels);
-  if (threads < 2 || at::in_parallel_region() || step_flops < kUnitSplitMinStepFlops) return false;
+  if (threads < 2 || at::in_parallel_region() || step_flops < kUnitSplitMinStepFlops ||
+      at::get_num_threads() > usable_cpus()) {
+    return false;
+  }
   StepBarrier barrier(threads);
 #pragma omp parallel num_threads(threads)
   {
