@@ -47,52 +47,19 @@ def median_after(before, call, repeats: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def print_fixed_cost_split(cell: str, module, step_input, befores, repeats: int) -> None:
-    """Median us of a one-step fused_rnn forward under no_grad, whole and split into the
-    module's Python and the op, after each of `befores` (None: back to back)."""
-    kind = OP_KIND[cell]
-    real_op = ops._BELOW_AUTOGRAD[kind]
-    recorded = {}
-
-    def record(*args):
-        recorded["args"], recorded["result"] = args, real_op(*args)
-        return recorded["result"]
-
-    def without_grad(call):
-        def run():
-            with torch.no_grad():
-                call()
-        return run
-
-    ops._BELOW_AUTOGRAD[kind] = record  # the module looks the op up on every call
-    without_grad(lambda: module(step_input))()
-    calls = {
-        "module + op": (real_op, without_grad(lambda: module(step_input))),
-        "module only": (lambda *args: recorded["result"], without_grad(lambda: module(step_input))),
-        "op only": (real_op, without_grad(lambda: real_op(*recorded["args"]))),
-    }
-    try:
-        for label, (op, call) in calls.items():
-            ops._BELOW_AUTOGRAD[kind] = op
-            for _ in range(20):
-                call()
-            cells = [f"{name} {median_after(before, call, repeats) * 1e3:.1f}" for name, before in befores.items()]
-            print(f"{cell} T=1 forward, {label}, us: " + " | ".join(cells))
-    finally:
-        ops._BELOW_AUTOGRAD[kind] = real_op
-
-
 class _OpsProxy:
     """Stands in for fused_rnn.ops._ops (the module looks its ops up there on every call):
-    times each op call into `spent`, or answers with the op's first result ("canned")."""
+    times each op call into `spent` and keeps its latest arguments, or answers with the
+    op's first result at once ("canned")."""
 
     def __init__(self, real):
-        self.real, self.canned, self.spent, self.answer_canned = real, {}, 0.0, False
+        self.real, self.canned, self.args, self.spent, self.answer_canned = real, {}, {}, 0.0, False
 
     def __getattr__(self, name):
         op = getattr(self.real, name)
 
         def run(*args):
+            self.args[name] = args
             if self.answer_canned and name in self.canned:
                 return self.canned[name]
             start = time.perf_counter()
@@ -101,6 +68,34 @@ class _OpsProxy:
             self.canned.setdefault(name, result)
             return result
         return run
+
+
+def print_fixed_cost_split(cell: str, module, step_input, befores, repeats: int) -> None:
+    """Median us of a one-step fused_rnn forward under no_grad, whole and split into the
+    module's Python and the op, after each of `befores` (None: back to back)."""
+    kind = OP_KIND[cell]
+    proxy = _OpsProxy(ops._ops)
+
+    def forward():
+        with torch.no_grad():
+            module(step_input)
+
+    def op_only():
+        with torch.no_grad():
+            ops._BELOW_AUTOGRAD[kind](*proxy.args[f"{kind}_forward"])
+
+    ops._ops = proxy
+    try:
+        forward()  # the op's arguments and the canned result
+        for label, canned, call in (("module + op", False, forward), ("module only", True, forward),
+                                    ("op only", False, op_only)):
+            proxy.answer_canned = canned
+            for _ in range(20):
+                call()
+            cells = [f"{name} {median_after(before, call, repeats) * 1e3:.1f}" for name, before in befores.items()]
+            print(f"{cell} T=1 forward, {label}, us: " + " | ".join(cells))
+    finally:
+        ops._ops = proxy.real
 
 
 def print_time_around_ops(call, repeats: int) -> None:
@@ -118,11 +113,11 @@ def print_time_around_ops(call, repeats: int) -> None:
             totals.append(time.perf_counter() - start)
             outside.append(totals[-1] - proxy.spent)
         proxy.answer_canned = True
-        canned = [median_after(None, call, repeats)]
+        canned_ms = median_after(None, call, repeats)
     finally:
         ops._ops = proxy.real
     print(f"around the ops, us: call {statistics.median(totals) * 1e6:.0f} | outside the ops "
-          f"{statistics.median(outside) * 1e6:.0f} | the call with canned ops {canned[0] * 1e3:.0f}")
+          f"{statistics.median(outside) * 1e6:.0f} | the call with canned ops {canned_ms * 1e3:.0f}")
 
 
 def main():

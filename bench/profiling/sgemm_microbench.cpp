@@ -17,7 +17,7 @@
 
 using namespace fused_rnn::avx512;
 
-// Seconds of the fastest of 30 runs of fn.
+// Seconds of the fastest of 30 runs of fn (the best of 30 timed batches).
 template <class Fn>
 double best_seconds(Fn&& fn) {
   double best = 1e30;
@@ -79,9 +79,7 @@ int main(int argc, char** argv) {
     const long reps = std::max(1L, 200000000L / (2L * M * N * K));
     // gemm: a whole-sequence product; gemm_panels: a time step's product (one thread).
     for (const bool per_step : {false, true}) {
-      double best = 1e30;
-      for (int round = 0; round < 30; ++round) {
-        const auto start = std::chrono::steady_clock::now();
+      const double best = best_seconds([&] {
         for (long r = 0; r < reps; ++r) {
           if (per_step) {
             gemm_panels(M, M, {a.data_ptr<float>(), K, 1}, &packed, 1, 0, 0, packed.panels(), false,
@@ -90,8 +88,7 @@ int main(int argc, char** argv) {
             gemm(M, {a.data_ptr<float>(), K, 1}, packed, false, c.data_ptr<float>(), N);
           }
         }
-        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / reps);
-      }
+      }) / reps;
       const float error = (at::mm(a, w.t()) - c).abs().max().item<float>();
       std::printf("M=%d K=%d N=%d %-11s: %.1f GFLOP/s (max |error| vs at::mm %.2e)\n", M, K, N,
                   per_step ? "gemm_panels" : "gemm", 2.0 * M * N * K / best / 1e9, error);

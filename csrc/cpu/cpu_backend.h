@@ -128,9 +128,9 @@ constexpr int64_t kUnitSplitMinStepFlops = 24 * 1024;
 template <class Body>
 bool in_one_region_by_units(int64_t H, int64_t step_flops, Body&& body) {
   const int64_t unit_panels = (H + avx512::kPanel - 1) / avx512::kPanel;
-  const int64_t threads = std::min<int64_t>(at::get_num_threads(), unit_panels);
-  if (threads < 2 || at::in_parallel_region() || step_flops < kUnitSplitMinStepFlops ||
-      at::get_num_threads() > usable_cpus()) {
+  const int64_t requested = at::get_num_threads();
+  const int64_t threads = std::min<int64_t>(requested, unit_panels);
+  if (threads < 2 || at::in_parallel_region() || step_flops < kUnitSplitMinStepFlops || requested > usable_cpus()) {
     return false;
   }
   StepBarrier barrier(threads);

@@ -25,8 +25,8 @@ namespace fused_rnn {
 // The CPUs this process may run on (its affinity mask), read once. Threads that meet every
 // step must each have a CPU: with more threads than CPUs a waiter holds a CPU that the
 // thread it waits for needs, and every step costs time slices, not microseconds (with
-// torch.set_num_threads(4) on this 2-CPU machine an LSTM (100, 1, 128, 128)
-// forward+backward took 21-25 ms instead of 0.55; bench/README.md item 36).
+// torch.set_num_threads(3) or (4) on this 2-CPU machine an LSTM (100, 1, 128, 128)
+// forward+backward took 21-29 ms instead of 0.64; bench/README.md item 36).
 inline int64_t usable_cpus() {
   static const int64_t cpus = [] {
 #if defined(__linux__)
