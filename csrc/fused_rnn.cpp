@@ -1,6 +1,7 @@
 // Every op schema of the library, and nothing else. Shapes: see shapes.h. Each op runs one
 // layer in one direction over a packed sequence; the Python modules stack layers and
-// directions. The *_backward ops are wired as the autograd formula in fused_rnn/ops.py.
+// directions. The *_backward ops are wired as the autograd formula of the *_forward ops
+// in autograd.cpp.
 // keep_workspace=False (no backward will follow) returns an empty (0, W*H) workspace and
 // lets the forward keep only part of it at a time. mm is the matrix product of the
 // whole-sequence products (input and weight gradients), exposed so that the benchmark

@@ -1,6 +1,6 @@
 """Typed wrappers over torch.ops.fused_rnn.*, with a fake kernel for every op (so that
-torch.compile and torch.export trace them) and the autograd formulas that wire each
-*_forward op to its *_backward op.
+torch.compile and torch.export trace them). The autograd formula that wires each
+*_forward op to its *_backward op is the ops' Autograd kernel, in csrc/autograd.cpp.
 
 Shapes follow csrc/shapes.h: one layer, one direction, packed rows (R, I) with a
 batch_sizes (T,) int64 CPU tensor; an unpacked (T, N, I) input is batch_sizes = [N] * T.
@@ -77,128 +77,6 @@ def _mm_fake(self, mat2):
     return self.new_empty(self.shape[0], mat2.shape[1])
 
 
-# ---- autograd ------------------------------------------------------------------------
-
-
-def _or_zeros(grad: Optional[Tensor], like: Tensor) -> Tensor:
-    return torch.zeros_like(like) if grad is None else grad
-
-
-def _output_to_keep(batch_sizes: Tensor, out: Tensor, h_n: Tensor) -> Tensor:
-    """The output for backward. With one full time step (a Cell) it equals h_n, which the
-    caller keeps anyway, whereas a Cell drops `out`: saving h_n keeps one copy alive, not two."""
-    return h_n if batch_sizes.shape[0] == 1 and out.shape[0] == h_n.shape[0] else out
-
-
-def _mark_workspace(ctx, workspace: Tensor) -> None:
-    """The workspace has no gradient. Unused output gradients reach backward as None (see
-    _or_zeros), not as zeros: autograd would otherwise allocate and fill a zero gradient
-    the size of the whole workspace (R, 5H) on every backward."""
-    ctx.mark_non_differentiable(workspace)
-    ctx.set_materialize_grads(False)
-
-
-def _lstm_setup_context(ctx, inputs, output):
-    input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, _keep_workspace = inputs
-    out, h_n, c_n, workspace = output
-    _mark_workspace(ctx, workspace)
-    ctx.save_for_backward(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
-                          _output_to_keep(batch_sizes, out, h_n), workspace)
-    ctx.reverse = reverse
-
-
-def _lstm_backward(ctx, grad_out, grad_h_n, grad_c_n, _grad_workspace):
-    input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, out, workspace = ctx.saved_tensors
-    if torch.is_grad_enabled():  # create_graph=True: a backward that is itself differentiable
-        from .reference import lstm_layer_grads
-        return lstm_layer_grads(ctx, grad_out, grad_h_n, grad_c_n)
-    g = _ops.lstm_backward(_or_zeros(grad_out, out), _or_zeros(grad_h_n, h0), _or_zeros(grad_c_n, c0),
-                           input, batch_sizes, h0, c0, w_ih, w_hh, w_hr, out, workspace, ctx.reverse)
-    g_input, g_h0, g_c0, g_w_ih, g_w_hh, g_b_ih, g_b_hh, g_w_hr = g
-    return (g_input, None, g_h0, g_c0, g_w_ih, g_w_hh,
-            g_b_ih if b_ih is not None else None, g_b_hh if b_hh is not None else None,
-            g_w_hr if w_hr is not None else None, None, None)
-
-
-def _below_autograd(kind: str):
-    """fused_rnn::{kind}_forward called below autograd. The eager autograd.Function of
-    _register_autograd runs the kernel this way, and so do eager calls that autograd does
-    not record: through the registered op, even under no_grad, they would pass the Python
-    kernel that torch.library.register_autograd installs (about 4 us of an LSTM (1, 1, 128)
-    forward's 25)."""
-    name = f"{kind}_forward"
-
-    def run(*args):
-        with torch._C._AutoDispatchBelowAutograd():
-            return getattr(_ops, name)(*args)  # looked up per call: tests stand in for _ops
-
-    return run
-
-
-_BELOW_AUTOGRAD = {kind: _below_autograd(kind) for kind in ("lstm", "gru", "rnn")}
-
-
-def _register_autograd(kind, backward, setup_context):
-    """Registers the autograd formula of fused_rnn::{kind}_forward (what torch.compile,
-    torch.export and opcheck use) and returns an eager autograd.Function with the same
-    formula, which the layers call directly when autograd records them.
-
-    Why two entry points: the registered formula runs through torch.library's Python
-    wrapper, which rebuilds the op's arguments from its schema on every call (about 19 us,
-    as much as a whole LSTM (1, 1, 128) forward); the Function calls the kernel below
-    autograd itself and then the very same setup_context and backward."""
-    name = f"{kind}_forward"
-    torch.library.register_autograd(f"fused_rnn::{name}", backward, setup_context=setup_context)
-
-    below_autograd = _BELOW_AUTOGRAD[kind]
-
-    def forward(ctx, *args):
-        output = below_autograd(*args)
-        setup_context(ctx, args, output)
-        return output
-
-    function = type(f"{kind.upper()}Forward", (torch.autograd.Function,),
-                    {"forward": staticmethod(forward), "backward": staticmethod(backward)})
-    return function.apply
-
-
-_EAGER_FORWARD = {"lstm": _register_autograd("lstm", _lstm_backward, _lstm_setup_context)}
-
-
-def _stateless_setup_context(kind, ctx, inputs, output):
-    input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh = inputs[:7]
-    out, h_n, workspace = output
-    _mark_workspace(ctx, workspace)
-    ctx.flags = inputs[7:-1]  # (reverse,) for GRU, (relu, reverse) for RNN; then keep_workspace
-    # A vanilla RNN's workspace holds exactly its output (the activated h): keep one copy.
-    kept_workspace = None if kind == "rnn" else workspace
-    ctx.save_for_backward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, _output_to_keep(batch_sizes, out, h_n),
-                          kept_workspace)
-
-
-def _make_stateless_backward(kind):
-    backward_op = getattr(_ops, f"{kind}_backward")
-
-    def backward(ctx, grad_out, grad_h_n, _grad_workspace):
-        input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, out, workspace = ctx.saved_tensors
-        workspace = out if workspace is None else workspace
-        if torch.is_grad_enabled():
-            from .reference import stateless_layer_grads
-            return stateless_layer_grads(kind, ctx, grad_out, grad_h_n)
-        g_input, g_h0, g_w_ih, g_w_hh, g_b_ih, g_b_hh = backward_op(
-            _or_zeros(grad_out, out), _or_zeros(grad_h_n, h0), input, batch_sizes, h0, w_ih, w_hh, out,
-            workspace, *ctx.flags)
-        return (g_input, None, g_h0, g_w_ih, g_w_hh, g_b_ih if b_ih is not None else None,
-                g_b_hh if b_hh is not None else None) + (None,) * (len(ctx.flags) + 1)
-
-    return backward
-
-
-for _kind in ("gru", "rnn"):
-    _EAGER_FORWARD[_kind] = _register_autograd(_kind, _make_stateless_backward(_kind),
-                                               functools.partial(_stateless_setup_context, _kind))
-
-
 # ---- typed entry points used by the modules ---------------------------------------
 
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -256,16 +134,6 @@ def _backward_may_follow(*tensors: Optional[Tensor]) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def _forward_op(kind: str, recorded: bool):
-    """The callable that runs fused_rnn::{kind}_forward. Eager calls on real tensors run the
-    eager autograd.Function where autograd records them, else the op below autograd; calls
-    traced by torch.compile / torch.export / a dispatch mode get the registered op, which
-    they need (with its registered autograd formula)."""
-    if not torch.compiler.is_compiling() and torch._C._len_torch_dispatch_stack() == 0:
-        return _EAGER_FORWARD[kind] if recorded else _BELOW_AUTOGRAD[kind]
-    return getattr(_ops, f"{kind}_forward")
-
-
 def lstm_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
                b_ih: Optional[Tensor], b_hh: Optional[Tensor], w_hr: Optional[Tensor],
                reverse: bool) -> Tuple[Tensor, Tensor, Tensor]:
@@ -273,7 +141,7 @@ def lstm_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, c0: Tensor, w_ih:
     if _needs_reference(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
         return reference.lstm_layer(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse)
     keep = _backward_may_follow(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
-    output, h_n, c_n, _ = _forward_op("lstm", keep)(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, keep)
+    output, h_n, c_n, _ = _ops.lstm_forward(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, keep)
     return output, h_n, c_n
 
 
@@ -283,7 +151,7 @@ def gru_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, w_ih: Tensor, w_hh
     if _needs_reference(input, h0, w_ih, w_hh, b_ih, b_hh):
         return reference.stateless_layer("gru", input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse)
     keep = _backward_may_follow(input, h0, w_ih, w_hh, b_ih, b_hh)
-    output, h_n, _ = _forward_op("gru", keep)(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse, keep)
+    output, h_n, _ = _ops.gru_forward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse, keep)
     return output, h_n
 
 
@@ -294,5 +162,5 @@ def rnn_layer(input: Tensor, batch_sizes: Tensor, h0: Tensor, w_ih: Tensor, w_hh
     if _needs_reference(input, h0, w_ih, w_hh, b_ih, b_hh):
         return reference.stateless_layer("rnn", input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse)
     keep = _backward_may_follow(input, h0, w_ih, w_hh, b_ih, b_hh)
-    output, h_n, _ = _forward_op("rnn", keep)(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, keep)
+    output, h_n, _ = _ops.rnn_forward(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, keep)
     return output, h_n

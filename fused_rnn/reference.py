@@ -94,25 +94,21 @@ def _differentiable_grads(outputs, grad_outputs, inputs, needs_grad):
     return result
 
 
-def lstm_layer_grads(ctx, grad_out, grad_h_n, grad_c_n):
-    """Double-backward-capable gradients for fused_rnn::lstm_forward (see ops.py)."""
-    input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, _, _ = ctx.saved_tensors
+def layer_grads(kind, tensors, flags, needs, grads):
+    """Gradients of one fused layer as a differentiable graph: the backward that
+    csrc/autograd.cpp runs under create_graph=True. tensors = (input, batch_sizes, h0, c0,
+    w_ih, w_hh, b_ih, b_hh, w_hr), None where absent; flags = (relu, reverse); needs: which
+    of (input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr) want a gradient; grads: the gradients
+    of the op's outputs (None where unused; the workspace's last). Returns the gradients of
+    those eight, None where not wanted."""
+    input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr = tensors
+    relu, reverse = flags
     with torch.enable_grad():
-        outs = lstm_layer(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, ctx.reverse)
-    grads_in = [g if g is not None else torch.zeros_like(o) for g, o in zip((grad_out, grad_h_n, grad_c_n), outs)]
-    diff = (input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
-    needs = [ctx.needs_input_grad[i] for i in (0, 2, 3, 4, 5, 6, 7, 8)]
-    g = _differentiable_grads(outs, grads_in, diff, needs)
-    return (g[0], None, *g[1:], None, None)  # no gradient for reverse, keep_workspace
-
-
-def stateless_layer_grads(kind, ctx, grad_out, grad_h_n):
-    """Double-backward-capable gradients for fused_rnn::gru_forward / rnn_forward."""
-    input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, _, _ = ctx.saved_tensors
-    with torch.enable_grad():
-        outs = stateless_layer(kind, input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, *ctx.flags)
-    grads_in = [g if g is not None else torch.zeros_like(o) for g, o in zip((grad_out, grad_h_n), outs)]
-    diff = (input, h0, w_ih, w_hh, b_ih, b_hh)
-    needs = [ctx.needs_input_grad[i] for i in (0, 2, 3, 4, 5, 6)]
-    g = _differentiable_grads(outs, grads_in, diff, needs)
-    return (g[0], None, *g[1:]) + (None,) * (len(ctx.flags) + 1)  # flags, then keep_workspace
+        if kind == "lstm":
+            outs = lstm_layer(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse)
+        elif kind == "gru":
+            outs = stateless_layer("gru", input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse)
+        else:
+            outs = stateless_layer("rnn", input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse)
+    grads_in = [g if g is not None else torch.zeros_like(o) for g, o in zip(grads, outs)]
+    return _differentiable_grads(outs, grads_in, (input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr), needs)

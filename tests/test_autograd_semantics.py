@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from helpers import CELLS, MODES, assert_close, make_pair, randn
-from fused_rnn import ops
+from fused_rnn import reference
 
 
 def grads_of(loss, tensors):
@@ -239,56 +239,101 @@ def test_torch_func_grad_matches_torch_nn():
         assert_close(grads[1][name], grads[0][name], what=name)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
-def test_eager_function_and_registered_formula_agree(kind):
-    """Eager training calls go through ops._EAGER_FORWARD (an autograd.Function); torch.compile
-    and torch.export through the formula registered on the op. Both must give the same
-    outputs and the same gradients, bit for bit, from the same setup_context and backward."""
+def _layer_case(kind, bias, projected=False, seed=0):
+    """Arguments of fused_rnn::{kind}_forward in float64 (T=4, N=3, I=5, H=6): the tensors
+    that can take a gradient, by name (None where absent), and the flags."""
     T, N, I, H = 4, 3, 5, 6
+    P = 4 if projected else H
     gates = {"lstm": 4, "gru": 3, "rnn": 1}[kind]
-    gen = torch.Generator().manual_seed(0)
-    tensors = [torch.randn(T * N, I, generator=gen, dtype=torch.float64),
-               torch.randn(N, H, generator=gen, dtype=torch.float64)]
-    if kind == "lstm":
-        tensors.append(torch.randn(N, H, generator=gen, dtype=torch.float64))
-    tensors += [torch.randn(gates * H, I, generator=gen, dtype=torch.float64),
-                torch.randn(gates * H, H, generator=gen, dtype=torch.float64),
-                torch.randn(gates * H, generator=gen, dtype=torch.float64),
-                torch.randn(gates * H, generator=gen, dtype=torch.float64)]
-    flags = {"lstm": [None, False], "gru": [False], "rnn": [True, False]}[kind]  # w_hr / relu, reverse
-    batch_sizes = torch.full((T,), N, dtype=torch.long)
-    results = []
-    for forward in (ops._EAGER_FORWARD[kind], getattr(torch.ops.fused_rnn, f"{kind}_forward")):
-        leaves = [t.clone().requires_grad_(True) for t in tensors]
-        outs = forward(leaves[0], batch_sizes, *leaves[1:], *flags, True)
-        loss = outs[0].square().sum() + outs[1].sum() * 0.5
-        results.append([o.detach() for o in outs[:-1]] + list(torch.autograd.grad(loss, leaves)))
-    assert len(results[0]) == len(results[1])
-    for eager, registered in zip(*results):
-        assert torch.equal(eager, registered)
+    gen = torch.Generator().manual_seed(seed)
+    def make(*shape):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64)
+    tensors = {"input": make(T * N, I), "h0": make(N, P), "c0": make(N, H) if kind == "lstm" else None,
+               "w_ih": make(gates * H, I), "w_hh": make(gates * H, P),
+               "b_ih": make(gates * H) if bias else None, "b_hh": make(gates * H) if bias else None,
+               "w_hr": make(P, H) if projected else None}
+    return tensors, torch.full((T,), N, dtype=torch.long)
 
+
+def _call_op(kind, t, batch_sizes, reverse=False, keep_workspace=True):
+    op = getattr(torch.ops.fused_rnn, f"{kind}_forward")
+    if kind == "lstm":
+        return op(t["input"], batch_sizes, t["h0"], t["c0"], t["w_ih"], t["w_hh"], t["b_ih"], t["b_hh"], t["w_hr"],
+                  reverse, keep_workspace)
+    flags = [reverse] if kind == "gru" else [True, reverse]  # GRU: reverse; RNN: relu, reverse
+    return op(t["input"], batch_sizes, t["h0"], t["w_ih"], t["w_hh"], t["b_ih"], t["b_hh"], *flags, keep_workspace)
+
+
+def _call_reference(kind, t, batch_sizes, reverse=False):
+    if kind == "lstm":
+        return reference.lstm_layer(t["input"], batch_sizes, t["h0"], t["c0"], t["w_ih"], t["w_hh"], t["b_ih"],
+                                    t["b_hh"], t["w_hr"], reverse)
+    flags = [reverse] if kind == "gru" else [True, reverse]
+    return reference.stateless_layer(kind, t["input"], batch_sizes, t["h0"], t["w_ih"], t["w_hh"], t["b_ih"],
+                                     t["b_hh"], *flags)
+
+
+CASES = [("lstm", True, False), ("lstm", False, False), ("lstm", True, True), ("gru", True, False),
+         ("gru", False, False), ("rnn", True, False), ("rnn", False, False)]
+
+
+@pytest.mark.parametrize("kind,bias,projected", CASES)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_op_autograd_formula_matches_reference(kind, bias, projected, reverse):
+    """The ops' Autograd kernel (csrc/autograd.cpp) gives every present tensor the gradient
+    of the reference loops, absent optional tensors none, whichever outputs the loss reads
+    (the gradient of an unused output arrives undefined and counts as zeros)."""
+    base, batch_sizes = _layer_case(kind, bias, projected)
+    for used in ([0], [1], [0, 1], [0, 1, 2] if kind == "lstm" else [0, 1]):
+        results = []
+        for call in (_call_op, _call_reference):
+            t = {k: v.clone().requires_grad_(True) if v is not None else None for k, v in base.items()}
+            outs = call(kind, t, batch_sizes, reverse=reverse)
+            loss = sum((outs[k] * (k + 1)).square().sum() for k in used)
+            present = [v for v in t.values() if v is not None]
+            results.append(torch.autograd.grad(loss, present))
+        for name, a, e in zip([k for k, v in base.items() if v is not None], *results):
+            assert_close(a, e, what=f"{name} (outputs {used})")
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
-def test_unrecorded_forward_runs_below_autograd_and_agrees(kind, monkeypatch):
-    """Eager calls that autograd does not record (here under no_grad) run the op below
-    autograd (ops._BELOW_AUTOGRAD), not through the Python kernel that
-    torch.library.register_autograd installs; the results are the registered op's."""
-    layer = {"lstm": ops.lstm_layer, "gru": ops.gru_layer, "rnn": ops.rnn_layer}[kind]
-    gates = {"lstm": 4, "gru": 3, "rnn": 1}[kind]
-    gen = torch.Generator().manual_seed(1)
-    x, h0, c0 = (torch.randn(*shape, generator=gen) for shape in [(12, 5), (3, 6), (3, 6)])
-    w_ih, w_hh = torch.randn(gates * 6, 5, generator=gen), torch.randn(gates * 6, 6, generator=gen)
-    batch_sizes = torch.full((4,), 3, dtype=torch.long)
-    states = [h0, c0] if kind == "lstm" else [h0]
-    flags = {"lstm": [None, False], "gru": [False], "rnn": [True, False]}[kind]  # w_hr / relu, reverse
-    calls = []
-    below = ops._BELOW_AUTOGRAD[kind]
-    monkeypatch.setitem(ops._BELOW_AUTOGRAD, kind, lambda *args: calls.append(1) or below(*args))
+def test_op_computes_only_the_requested_gradients(kind):
+    """torch.autograd.grad with respect to a subset of the inputs: the backward answers
+    with those gradients (the weights' here) and autograd asks for no others."""
+    base, batch_sizes = _layer_case(kind, bias=True)
+    t = dict(base)
+    for name in ("w_ih", "b_hh"):
+        t[name] = base[name].clone().requires_grad_(True)
+    out = _call_op(kind, t, batch_sizes)[0]
+    g_w_ih, g_b_hh = torch.autograd.grad(out.square().sum(), [t["w_ih"], t["b_hh"]])
+    r = {k: (v.clone().requires_grad_(True) if k in ("w_ih", "b_hh") else v) for k, v in base.items()}
+    e_w_ih, e_b_hh = torch.autograd.grad(_call_reference(kind, r, batch_sizes)[0].square().sum(),
+                                         [r["w_ih"], r["b_hh"]])
+    assert_close(g_w_ih, e_w_ih, what="w_ih")
+    assert_close(g_b_hh, e_b_hh, what="b_hh")
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_unrecorded_forward_builds_no_graph_and_agrees(kind):
+    """Under no_grad, or with no input that requires a gradient, the Autograd kernel runs
+    the op below autograd: no graph node, and the outputs the recorded call gives."""
+    base, batch_sizes = _layer_case(kind, bias=True)
+    leaves = {k: v.clone().requires_grad_(True) if v is not None else None for k, v in base.items()}
+    recorded = _call_op(kind, leaves, batch_sizes, keep_workspace=False)
+    assert recorded[0].grad_fn is not None
     with torch.no_grad():
-        actual = layer(x, batch_sizes, *states, w_ih, w_hh, None, None, *flags)
-        expected = getattr(torch.ops.fused_rnn, f"{kind}_forward")(x, batch_sizes, *states, w_ih, w_hh, None, None,
-                                                                    *flags, False)
-    assert calls == [1]
-    for a, e in zip(actual, expected):
-        assert torch.equal(a, e)
+        under_no_grad = _call_op(kind, leaves, batch_sizes, keep_workspace=False)
+    plain = _call_op(kind, base, batch_sizes, keep_workspace=False)
+    for outs in (under_no_grad, plain):
+        assert all(o.grad_fn is None and not o.requires_grad for o in outs)
+        for a, e in zip(outs, recorded):
+            assert torch.equal(a, e.detach())
+
+
+def test_workspace_output_is_not_differentiable():
+    """The workspace output carries no gradient (marked non-differentiable), so a loss on
+    it cannot be backpropagated, as for any integer-like side output."""
+    base, batch_sizes = _layer_case("lstm", bias=True)
+    t = {k: v.clone().requires_grad_(True) if v is not None else None for k, v in base.items()}
+    outs = _call_op("lstm", t, batch_sizes)
+    assert outs[0].requires_grad and not outs[3].requires_grad

@@ -16,7 +16,9 @@ idle (a small parallel op timed back to back and after the pause):
     python bench/profiling/cold_call.py --cell lstm --shape 200,16,64 --mode forward --fixed-cost
 
 With --around-ops, also the time a fused call spends outside its ops (module, autograd,
-freeing its tensors), back to back, against the same call with ops that answer at once.
+freeing its tensors), back to back; for a forward, also against the same call with ops
+that answer at once. The backward ops run inside the forward ops' autograd node (C++,
+csrc/autograd.cpp), so they are timed as that node's run, between hooks on it.
 """
 import argparse
 import gc
@@ -49,8 +51,9 @@ def median_after(before, call, repeats: int) -> float:
 
 class _OpsProxy:
     """Stands in for fused_rnn.ops._ops (the module looks its ops up there on every call):
-    times each op call into `spent` and keeps its latest arguments, or answers with the
-    op's first result at once ("canned")."""
+    times each op call into `spent`, and the backward of a recorded one (its autograd node's
+    run, between a pre-hook and a hook on the node); keeps each op's latest arguments; or
+    answers with the op's first result at once ("canned", for calls under no_grad only)."""
 
     def __init__(self, real):
         self.real, self.canned, self.args, self.spent, self.answer_canned = real, {}, {}, 0.0, False
@@ -65,9 +68,20 @@ class _OpsProxy:
             start = time.perf_counter()
             result = op(*args)
             self.spent += time.perf_counter() - start
-            self.canned.setdefault(name, result)
+            node = result[0].grad_fn
+            if node is None:
+                self.canned.setdefault(name, result)
+            else:
+                node.register_prehook(self._backward_starts)
+                node.register_hook(self._backward_ends)
             return result
         return run
+
+    def _backward_starts(self, _grad_outputs):
+        self.backward_start = time.perf_counter()
+
+    def _backward_ends(self, _grad_inputs, _grad_outputs):
+        self.spent += time.perf_counter() - self.backward_start
 
 
 def print_fixed_cost_split(cell: str, module, step_input, befores, repeats: int) -> None:
@@ -82,7 +96,7 @@ def print_fixed_cost_split(cell: str, module, step_input, befores, repeats: int)
 
     def op_only():
         with torch.no_grad():
-            ops._BELOW_AUTOGRAD[kind](*proxy.args[f"{kind}_forward"])
+            getattr(proxy.real, f"{kind}_forward")(*proxy.args[f"{kind}_forward"])
 
     ops._ops = proxy
     try:
@@ -98,10 +112,11 @@ def print_fixed_cost_split(cell: str, module, step_input, befores, repeats: int)
         ops._ops = proxy.real
 
 
-def print_time_around_ops(call, repeats: int) -> None:
+def print_time_around_ops(call, repeats: int, forward_only: bool) -> None:
     """Median us of `call` back to back, split into fused_rnn's ops and everything around
-    them (module, autograd, freeing); then the same call with every op answering a canned
-    result at once: the same Python and autograd work, without the ops' data in the caches."""
+    them (module, autograd, freeing); for a forward (forward_only), then the same call with
+    every op answering a canned result at once: the same Python work, without the ops'
+    data in the caches."""
     proxy = _OpsProxy(ops._ops)
     ops._ops = proxy
     try:
@@ -112,12 +127,14 @@ def print_time_around_ops(call, repeats: int) -> None:
             call()
             totals.append(time.perf_counter() - start)
             outside.append(totals[-1] - proxy.spent)
-        proxy.answer_canned = True
-        canned_ms = median_after(None, call, repeats)
+        canned = "n/a (a recorded call's backward cannot be canned)"
+        if forward_only:
+            proxy.answer_canned = True
+            canned = f"{median_after(None, call, repeats) * 1e3:.0f}"
     finally:
         ops._ops = proxy.real
     print(f"around the ops, us: call {statistics.median(totals) * 1e6:.0f} | outside the ops "
-          f"{statistics.median(outside) * 1e6:.0f} | the call with canned ops {canned_ms * 1e3:.0f}")
+          f"{statistics.median(outside) * 1e6:.0f} | the call with canned ops {canned}")
 
 
 def main():
@@ -165,7 +182,7 @@ def main():
                    for label, before in idle.items()]
         print("a parallel 512 KB add_ (the OpenMP worker's wake-up), us: " + " | ".join(wake_up))
     if args.around_ops:
-        print_time_around_ops(fused, args.repeats)
+        print_time_around_ops(fused, args.repeats, forward_only=args.mode == "forward")
 
 
 if __name__ == "__main__":
