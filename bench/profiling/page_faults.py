@@ -1,0 +1,64 @@
+"""Minor page faults per call, beside the time per call, of back-to-back fused_rnn and
+torch.nn module calls: a call that takes its buffers from pages the allocator has just
+given back to the kernel pays a fault (and a page clearing) per 4 KB it touches.
+
+    python bench/profiling/page_faults.py --cell lstm --shape 200,16,64 --mode fwdbwd
+
+glibc keeps a freed block for reuse unless it leaves more than its trim threshold free at
+the top of the heap, and that threshold moves with what the process has freed before, so
+the same call can fault hundreds of times in one process and never in another: run it a
+few times (bench/README.md item 38).
+"""
+import argparse
+import resource
+import time
+
+import torch
+
+from best_of import CLASSES
+
+
+def faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cell", choices=sorted(CLASSES), default="lstm")
+    parser.add_argument("--shape", default="200,16,64", help="T,N,H (I = H)")
+    parser.add_argument("--mode", choices=["forward", "fwdbwd"], default="fwdbwd")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--calls", type=int, default=100, help="calls per timed batch")
+    parser.add_argument("--batches", type=int, default=5, help="batches; the fastest counts for the time")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    T, N, H = map(int, args.shape.split(","))
+    parts = []
+    for name, cls in zip(("fused_rnn", "torch.nn"), CLASSES[args.cell]):
+        module = cls(H, H)
+        x = torch.randn(T, N, H, requires_grad=True)
+        grad = torch.randn(T, N, H)
+        wrt = [x] + list(module.parameters())
+
+        def call():
+            if args.mode == "forward":
+                with torch.no_grad():
+                    module(x)
+            else:
+                torch.autograd.grad(module(x)[0], wrt, grad)
+
+        for _ in range(30):
+            call()
+        best, before = float("inf"), faults()
+        for _ in range(args.batches):
+            start = time.perf_counter()
+            for _ in range(args.calls):
+                call()
+            best = min(best, (time.perf_counter() - start) / args.calls)
+        per_call = (faults() - before) / (args.batches * args.calls)
+        parts.append(f"{name} {best * 1e3:.3f} ms, {per_call:.1f} faults/call")
+    print(f"{args.cell} ({args.shape}) {args.mode}: " + " | ".join(parts), flush=True)
+
+
+if __name__ == "__main__":
+    main()
