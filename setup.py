@@ -67,7 +67,7 @@ if use_cuda:
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 here = os.path.dirname(os.path.abspath(__file__))
-sources = ["csrc/fused_rnn.cpp", "csrc/autograd.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+sources = ["csrc/fused_rnn.cpp", "csrc/autograd.cpp", "csrc/phase_timer.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
 # -fopenmp: at::parallel_for is an inline OpenMP region in ATen's headers; without the flag
 # it silently runs on one thread. At run time the libgomp torch has loaded is reused.
 cxx_flags = ["-O3", "-std=c++20", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"]

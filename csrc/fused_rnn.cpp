@@ -5,7 +5,8 @@
 // keep_workspace=False (no backward will follow) returns an empty (0, W*H) workspace and
 // lets the forward keep only part of it at a time. mm is the matrix product of the
 // whole-sequence products (input and weight gradients), exposed so that the benchmark
-// can measure this machine's GEMM throughput with it as well as with torch.mm.
+// can measure this machine's GEMM throughput with it as well as with torch.mm; phase_times
+// is a profiling switch (phase_timer.cpp).
 #include <Python.h>
 #include <torch/library.h>
 
@@ -45,4 +46,8 @@ TORCH_LIBRARY(fused_rnn, m) {
       "-> (Tensor grad_input, Tensor grad_h0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, "
       "Tensor grad_b_hh)");
   m.def("mm(Tensor self, Tensor mat2) -> Tensor");
+  // Profiling (phase_timer.h): returns the per-phase microseconds summed since the previous
+  // call, then the forward and backward calls counted, in a float64 tensor; resets them;
+  // and turns the timing on or off.
+  m.def("phase_times(bool enable) -> Tensor");
 }

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "cell_math.h"
+#include "phase_timer.h"
 
 namespace fused_rnn {
 
@@ -93,6 +94,7 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
   // tens of MB, which the allocator maps fresh on every call, and the page faults of that
   // first touch cost as much as a third of the call (LSTM T=200, N=64, H=256, perf). With
   // a kept workspace (training) there is one chunk, the whole sequence.
+  PhaseClock clock;
   const int64_t chunk_rows =
       a.keep_workspace ? R
                        : std::min(R, std::max(a.h0.size(0), Backend::kProjectionChunkBytes /
@@ -164,9 +166,11 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
     }
     TORCH_INTERNAL_ASSERT(s1 > s0, "a step has more rows than a projection chunk");
     ws_first_row = plan.offset[std::min(plan.time_of(s0), plan.time_of(s1 - 1))];
+    clock.lap(s0 == 0 ? Phase::kForwardSetup : Phase::kForwardLoop);
     // The input projection of the chunk, bias included.
     Backend::template gemm_weight<T>(rows, a.input.template data_ptr<T>() + ws_first_row * I, I, w_ih, 0, ws, WH,
                                      bias.defined() ? bias.template data_ptr<T>() : nullptr);
+    clock.lap(Phase::kForwardProjection);
     auto chunk_step_at = [&, s0](int64_t s) { return step_at(s0 + s); };
     if (!Backend::template run_recurrent_loop<Cell, T>(s1 - s0, w_hh, h_state, H, P, N, projected, chunk_step_at)) {
       for (int64_t s = s0; s < s1; ++s) {
@@ -180,6 +184,8 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
     }
     s0 = s1;
   }
+  clock.lap(Phase::kForwardLoop);
+  if (clock.on()) ++phase_totals().forward_calls;
   return out;
 }
 
@@ -233,6 +239,7 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
   // copies of the size of the output per call, which cost 3% of an LSTM (200, 16, 64, 64)
   // backward and add to its cache footprint. Packed sequences, whose steps lose rows,
   // gather them (gather_previous_states).
+  PhaseClock clock;
   const bool same_batch = plan.steps() > 0 && std::all_of(plan.batch.begin(), plan.batch.end(),
                                                           [&](int64_t b) { return b == plan.batch[0]; });
   at::Tensor dgates = at::empty({R, GH}, opts);
@@ -299,6 +306,7 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
     spec.accumulate = Cell::kHiddenGatesApart;
     return spec;
   };
+  clock.lap(Phase::kBackwardSetup);
   if (!Backend::template run_recurrent_backward_loop<Cell, T>(plan.steps(), w_hh, dh_state, H, P, a.h0.size(0),
                                                                projected, step_at)) {
     for (int64_t s = plan.steps() - 1; s >= 0; --s) {
@@ -316,8 +324,10 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
     }
   }
 
+  clock.lap(Phase::kBackwardLoop);
   // Whole-sequence products, once per call.
   g.grad_input = Backend::mm(dgates, a.w_ih);
+  clock.lap(Phase::kBackwardInputGrad);
   g.grad_w_ih = Backend::mm(dgates.t(), a.input);
   if (same_batch) {
     // Rows of the steps after the first times the output rows they started from (shifted
@@ -329,13 +339,17 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
   } else {
     g.grad_w_hh = Backend::mm(dgates_hidden.t(), h_prev_all);
   }
+  clock.lap(Phase::kBackwardWeightGrads);
   g.grad_b_ih = dgates.sum(0);
   g.grad_b_hh = Cell::kHiddenGatesApart ? dgates_hidden.sum(0) : g.grad_b_ih.clone();
+  clock.lap(Phase::kBackwardBiasGrads);
   if (projected) {
     const at::Tensor o = workspace.narrow(1, 3 * H, H);
     const at::Tensor c = workspace.narrow(1, 4 * H, H);
     g.grad_w_hr = Backend::mm(dh_all.t(), o * at::tanh(c));
+    clock.lap(Phase::kBackwardWeightGrads);
   }
+  if (clock.on()) ++phase_totals().backward_calls;
   return g;
 }
 
