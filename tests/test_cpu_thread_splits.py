@@ -20,10 +20,13 @@ from helpers import MODES, assert_close, make_pair, randn
 # row: H = 320 keeps every cell's step, down to RNN's 2 H^2 flops, far above the split's
 # minimum flops per step, kUnitSplitMinStepFlops in csrc/cpu/cpu_backend.h); units split
 # of a small step (one row, H = 112: RNN's 25K flops just above that minimum, and a last
-# panel of 16 units); units split (W_hh over kRowSplitMaxWeightBytes = 1 MB for every
-# cell: RNN's H^2 floats at H = 544 are 1.18 MB).
+# panel of 16 units); units split (W_hh over both row-split limits, 512 KB forward and
+# 1 MB backward, kRowSplitMaxWeightBytes*, for every cell: RNN's H^2 floats at H = 544 are
+# 1.18 MB); units split forward and rows split backward (W_hh between the two limits: LSTM
+# 846 KB and GRU 635 KB at H = 230; RNN's 212 KB splits rows both ways).
 SPLITS = {"rows": (16, 40, 12), "rows-panel-widths": (16, 48, 32), "units-one-row": (1, 320, 12),
-          "units-small-step": (1, 112, 12), "units-large-weights": (8, 544, 12)}
+          "units-small-step": (1, 112, 12), "units-large-weights": (8, 544, 12),
+          "units-forward-rows-backward": (8, 230, 12)}
 
 
 @pytest.fixture

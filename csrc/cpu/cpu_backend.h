@@ -148,24 +148,31 @@ struct RowRange {
   int64_t r0, r1;
 };
 
-// The rows of a batch never depend on each other, so where W_hh is no larger than a core's
-// L2 (1 MB on Zen 5), the threads split the batch instead of the hidden units and run the
-// whole time loop without ever waiting for each other (no barrier per step). Each thread
-// then reads all of W_hh every step; at the limit, partly from L3, and still faster than a
-// barrier per step: LSTM and GRU at (100, 64, 256, 256) forward 2-4%, forward+backward 5%
-// faster than with the unit split (a limit of 512 KB); at N = 16 no change.
-constexpr int64_t kRowSplitMinRows = 4;               // rows per thread, at least
-constexpr int64_t kRowSplitMaxWeightBytes = 1 << 20;  // W_hh bytes, at most
+// The rows of a batch never depend on each other, so where W_hh is small enough, the
+// threads split the batch instead of the hidden units and run the whole time loop without
+// ever waiting for each other (no barrier per step). Each thread then reads all of W_hh
+// every step, from L3 once it outgrows the core's L2 (1 MB on Zen 5), where the unit split
+// keeps each thread's share of W_hh in its L2 and pays a barrier per step, plus reading
+// the state the other threads wrote: h (N x P) in the forward, the step's gate gradients
+// (N x G H, G times more) in the backward. So the backward splits rows up to a W_hh of
+// 1 MB and the forward only up to 512 KB. At W_hh = 1 MB (LSTM (100, 64, 256, 256)) the
+// backward by rows was 5% faster (bench/README.md item 19); the forward by units 1-2%
+// faster, and it kept its ratio to oneDNN in the VM's slow periods where the row split
+// fell to 0.97x (item 39).
+constexpr int64_t kRowSplitMinRows = 4;                         // rows per thread, at least
+constexpr int64_t kRowSplitMaxWeightBytesForward = 1 << 19;     // W_hh bytes, at most
+constexpr int64_t kRowSplitMaxWeightBytesBackward = 1 << 20;
 
 // Runs body(RowRange) on every thread of ONE parallel region, contiguous batch rows per
 // thread, split so that each thread gets about the same number of active row-steps (rows
 // of packed sequences end at different steps; step_at(s).rows are step s's active rows).
-// Returns false, running nothing, where the split does not apply or pay.
+// Returns false, running nothing, where the split does not apply or pay (weight_bytes of
+// W_hh above max_weight_bytes among them).
 template <class StepAt, class Body>
 bool in_one_region_by_rows(int64_t steps, int64_t rows, StepAt&& step_at, int64_t weight_bytes,
-                           int64_t flops_per_row_step, Body&& body) {
+                           int64_t max_weight_bytes, int64_t flops_per_row_step, Body&& body) {
   const int64_t threads = std::min<int64_t>(at::get_num_threads(), rows / kRowSplitMinRows);
-  if (threads < 2 || weight_bytes > kRowSplitMaxWeightBytes || at::in_parallel_region()) return false;
+  if (threads < 2 || weight_bytes > max_weight_bytes || at::in_parallel_region()) return false;
   std::vector<int64_t> active(rows, 0);  // steps at which each row is active
   int64_t total = 0;
   for (int64_t s = 0; s < steps; ++s) {
@@ -333,7 +340,7 @@ struct CpuBackend {
       if (G == 0 || projected) return false;
       const int64_t all_panels = (H + avx512::kPanel - 1) / avx512::kPanel;
       const bool by_rows = in_one_region_by_rows(
-          steps, max_rows, step_at, G * H * P * sizeof(T), 2 * G * H * P,
+          steps, max_rows, step_at, G * H * P * sizeof(T), kRowSplitMaxWeightBytesForward, 2 * G * H * P,
           [&](const RowRange& mine) {
             for (int64_t s = 0; s < steps; ++s) {
               const auto spec = step_at(s);
@@ -397,7 +404,7 @@ struct CpuBackend {
       if (!w_hh.packed.storage.defined() || projected) return false;
       const int64_t state_panels = (P + avx512::kPanel - 1) / avx512::kPanel;
       const bool by_rows = in_one_region_by_rows(
-          steps, max_rows, step_at, G * H * P * sizeof(T), 2 * G * H * P,
+          steps, max_rows, step_at, G * H * P * sizeof(T), kRowSplitMaxWeightBytesBackward, 2 * G * H * P,
           [&](const RowRange& mine) {
             for (int64_t s = steps - 1; s >= 0; --s) {
               const auto spec = step_at(s);
