@@ -8,7 +8,8 @@
 //   gemm_weight<T>(M, A, lda, weight, beta, C, ldc, bias = nullptr)
 //                                                     row-major C(M, N) = A op(W) + beta C, beta
 //                                                     0/1; with beta 0 a bias (N,) may be added
-//   mm(a, b)                                          a whole-sequence product, once per call
+//   mm(a, b), mm_add(c, a, b)                         a whole-sequence product, once per call;
+//                                                     c += a b
 //   prepare_recurrent_weight<T>(W_hh, G, H, P), recurrent_step<Cell, T>(...)
 //                                                     one step: recurrent GEMM + pointwise step
 //   run_recurrent_loop, run_recurrent_backward_loop   optionally, a whole time loop at once
@@ -335,7 +336,7 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
     const int64_t N = plan.batch[0], later = R - N;
     g.grad_w_hh = Backend::mm(dgates_hidden.narrow(0, a.reverse ? 0 : N, later).t(),
                               output.narrow(0, a.reverse ? N : 0, later));
-    g.grad_w_hh.addmm_(dgates_hidden.narrow(0, a.reverse ? later : 0, N).t(), a.h0);
+    Backend::mm_add(g.grad_w_hh, dgates_hidden.narrow(0, a.reverse ? later : 0, N).t(), a.h0);
   } else {
     g.grad_w_hh = Backend::mm(dgates_hidden.t(), h_prev_all);
   }

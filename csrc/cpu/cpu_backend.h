@@ -439,18 +439,38 @@ struct CpuBackend {
 
   // Whole-sequence product a @ b (once per op call; a may be a transposed view).
   static at::Tensor mm(const at::Tensor& a, const at::Tensor& b) {
-    if (a.scalar_type() == at::kFloat && avx512::available() && (a.stride(0) == 1 || a.stride(1) == 1)) {
-      at::Tensor c = at::empty({a.size(0), b.size(1)}, a.options());
-      const bool whole_panels =
-          b.stride(1) == 1 && b.size(1) % avx512::kPanel == 0 && b.size(1) <= kInPlaceMaxColumns;
-      const avx512::PackedMatrix packed =
-          whole_panels ? avx512::in_place(b.data_ptr<float>(), b.stride(0), b.size(0), b.size(1))
-                       : avx512::pack(b.data_ptr<float>(), b.stride(0), b.stride(1), b.size(0), b.size(1));
-      avx512::gemm(a.size(0), {a.data_ptr<float>(), a.stride(0), a.stride(1)}, packed, false, c.data_ptr<float>(),
-                   c.size(1));
-      return c;
+    if (!own_gemm_takes(a)) return a.mm(b);
+    at::Tensor c = at::empty({a.size(0), b.size(1)}, a.options());
+    avx512::gemm(a.size(0), {a.data_ptr<float>(), a.stride(0), a.stride(1)}, rhs_operand(b), false,
+                 c.data_ptr<float>(), c.size(1));
+    return c;
+  }
+
+  // c += a @ b, c a contiguous product of mm, with mm's GEMM where mm uses it. The
+  // backward adds W_hh's gradient from the first step's rows (K = N) this way; through
+  // MKL's addmm_ that small product took 20-60 us of an LSTM (200, 16, 64, 64) backward's
+  // ~500 us of weight gradients (bench/README.md item 42).
+  static void mm_add(at::Tensor& c, const at::Tensor& a, const at::Tensor& b) {
+    if (!own_gemm_takes(a) || !c.is_contiguous()) {
+      c.addmm_(a, b);
+      return;
     }
-    return a.mm(b);
+    avx512::gemm(a.size(0), {a.data_ptr<float>(), a.stride(0), a.stride(1)}, rhs_operand(b), true,
+                 c.data_ptr<float>(), c.size(1));
+  }
+
+  // Whether mm's own GEMM takes a as its left operand (float32, AVX-512, rows or columns
+  // contiguous).
+  static bool own_gemm_takes(const at::Tensor& a) {
+    return a.scalar_type() == at::kFloat && avx512::available() && (a.stride(0) == 1 || a.stride(1) == 1);
+  }
+
+  // b as mm's right operand: in place where its rows are whole panels of at most
+  // kInPlaceMaxColumns, else packed.
+  static avx512::PackedMatrix rhs_operand(const at::Tensor& b) {
+    const bool whole_panels = b.stride(1) == 1 && b.size(1) % avx512::kPanel == 0 && b.size(1) <= kInPlaceMaxColumns;
+    return whole_panels ? avx512::in_place(b.data_ptr<float>(), b.stride(0), b.size(0), b.size(1))
+                        : avx512::pack(b.data_ptr<float>(), b.stride(0), b.stride(1), b.size(0), b.size(1));
   }
 
   template <typename T>

@@ -210,6 +210,9 @@ struct CudaBackend {
     return c;
   }
 
+  // c += a @ b.
+  static void mm_add(at::Tensor& c, const at::Tensor& a, const at::Tensor& b) { c.addmm_(a, b); }
+
   template <typename T>
   static Weight<T> prepare_recurrent_weight(const T* w_hh, int64_t G, int64_t H, int64_t P) {
     return prepare_weight<T>(w_hh, G * H, P, true);
