@@ -190,6 +190,17 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
   return out;
 }
 
+// The gate gradients summed over all rows, i.e. the bias gradients: gates (G*H) for
+// dgates and, for GRU, hidden_gates (G*H) for dgates_hidden. A backend's backward loop may
+// compute them on the fly and set `filled`; otherwise layer_backward sums the gradients
+// after the loop.
+template <typename T>
+struct GateGradientSums {
+  T* gates;
+  T* hidden_gates;
+  bool filled = false;
+};
+
 // One backward time step as pointers: the pointwise `step` over `rows` rows, then
 // dh_state(rows, P) (+)= dgates_hidden W_hh (accumulate: onto GRU's direct term).
 template <typename T>
@@ -307,9 +318,13 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
     spec.accumulate = Cell::kHiddenGatesApart;
     return spec;
   };
+  at::Tensor bias_grad = at::empty({GH}, opts);
+  at::Tensor hidden_bias_grad = Cell::kHiddenGatesApart ? at::empty({GH}, opts) : at::Tensor();
+  GateGradientSums<T> sums{bias_grad.template data_ptr<T>(),
+                           Cell::kHiddenGatesApart ? hidden_bias_grad.template data_ptr<T>() : nullptr};
   clock.lap(Phase::kBackwardSetup);
   if (!Backend::template run_recurrent_backward_loop<Cell, T>(plan.steps(), w_hh, dh_state, H, P, a.h0.size(0),
-                                                               projected, step_at)) {
+                                                               projected, step_at, &sums)) {
     for (int64_t s = plan.steps() - 1; s >= 0; --s) {
       const RecurrentBackwardStep<T> spec = step_at(s);
       if (spec.rows == 0) continue;
@@ -341,8 +356,12 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
     g.grad_w_hh = Backend::mm(dgates_hidden.t(), h_prev_all);
   }
   clock.lap(Phase::kBackwardWeightGrads);
-  g.grad_b_ih = dgates.sum(0);
-  g.grad_b_hh = Cell::kHiddenGatesApart ? dgates_hidden.sum(0) : g.grad_b_ih.clone();
+  g.grad_b_ih = sums.filled ? bias_grad : dgates.sum(0);
+  if (Cell::kHiddenGatesApart) {
+    g.grad_b_hh = sums.filled ? hidden_bias_grad : dgates_hidden.sum(0);
+  } else {
+    g.grad_b_hh = g.grad_b_ih.clone();
+  }
   clock.lap(Phase::kBackwardBiasGrads);
   if (projected) {
     const at::Tensor o = workspace.narrow(1, 3 * H, H);

@@ -394,28 +394,47 @@ struct CpuBackend {
   // backward of its units, waits at ONE barrier (every gate gradient of the step is
   // written), then computes its columns of dh_state = dgates_hidden W_hh. The next step's
   // pointwise reads only those columns, so it needs no second barrier.
-  template <class Cell, typename T, class StepAt>
+  // By rows, the loop also sums the gate gradients over the rows (the bias gradients) into
+  // sums (GateGradientSums, sequence_loop.h), each thread its own rows while they are in
+  // L1, and sets sums->filled: one pass over the R x G H gate gradients less after the loop.
+  template <class Cell, typename T, class StepAt, class Sums>
   static bool run_recurrent_backward_loop(int64_t steps, const CpuWeight<T>& w_hh, T* dh_state, int64_t H,
-                                          int64_t P, int64_t max_rows, bool projected, StepAt&& step_at) {
+                                          int64_t P, int64_t max_rows, bool projected, StepAt&& step_at,
+                                          Sums* sums) {
     if constexpr (!std::is_same_v<T, float>) {
       return false;
     } else {
-      const int64_t G = Cell::kGates;
+      const int64_t G = Cell::kGates, GH = G * H;
       if (!w_hh.packed.storage.defined() || projected) return false;
       const int64_t state_panels = (P + avx512::kPanel - 1) / avx512::kPanel;
+      const int64_t sum_width = Cell::kHiddenGatesApart ? 2 * GH : GH;  // GRU: dgates, then dgates_hidden
+      std::vector<T> partial(at::get_num_threads() * sum_width, T(0));   // per thread
       const bool by_rows = in_one_region_by_rows(
-          steps, max_rows, step_at, G * H * P * sizeof(T), kRowSplitMaxWeightBytesBackward, 2 * G * H * P,
+          steps, max_rows, step_at, GH * P * sizeof(T), kRowSplitMaxWeightBytesBackward, 2 * GH * P,
           [&](const RowRange& mine) {
+            T* const mine_sums = partial.data() + omp_get_thread_num() * sum_width;
             for (int64_t s = steps - 1; s >= 0; --s) {
               const auto spec = step_at(s);
               const int64_t r1 = std::min(mine.r1, spec.rows);
               if (r1 <= mine.r0) continue;  // no barrier in this loop: threads may differ here
               pointwise_rows<false, Cell, T>(spec.step, mine.r0, r1, 0, H, H);
-              avx512::gemm_panels(r1 - mine.r0, spec.rows, {spec.step.dgates_hidden + mine.r0 * G * H, G * H, 1},
+              for (int64_t r = mine.r0; r < r1; ++r) {
+                add_to(mine_sums, spec.step.dgates + r * spec.step.dgates_ld, GH);
+                if (Cell::kHiddenGatesApart) add_to(mine_sums + GH, spec.step.dgates_hidden + r * GH, GH);
+              }
+              avx512::gemm_panels(r1 - mine.r0, spec.rows, {spec.step.dgates_hidden + mine.r0 * GH, GH, 1},
                                   &w_hh.packed, 1, 0, 0, state_panels, spec.accumulate, dh_state + mine.r0 * P, P);
             }
           });
-      if (by_rows) return true;
+      if (by_rows) {
+        for (int64_t j = 0; j < sum_width; ++j) {
+          T total = 0;
+          for (int t = 0; t < at::get_num_threads(); ++t) total += partial[t * sum_width + j];
+          (j < GH ? sums->gates[j] : sums->hidden_gates[j - GH]) = total;
+        }
+        sums->filled = true;
+        return true;
+      }
       return in_one_region_by_units(H, 2 * max_rows * G * H * P, [&](const UnitRange& mine) {
         int64_t done = 0;  // steps run so far: odd ones take the panels in reverse (L1 reuse)
         for (int64_t s = steps - 1; s >= 0; --s) {
@@ -471,6 +490,13 @@ struct CpuBackend {
     const bool whole_panels = b.stride(1) == 1 && b.size(1) % avx512::kPanel == 0 && b.size(1) <= kInPlaceMaxColumns;
     return whole_panels ? avx512::in_place(b.data_ptr<float>(), b.stride(0), b.size(0), b.size(1))
                         : avx512::pack(b.data_ptr<float>(), b.stride(0), b.stride(1), b.size(0), b.size(1));
+  }
+
+  // dst[j] += src[j] for j < n.
+  template <typename T>
+  static void add_to(T* dst, const T* src, int64_t n) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) dst[j] += src[j];
   }
 
   template <typename T>

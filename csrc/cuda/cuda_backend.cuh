@@ -226,9 +226,9 @@ struct CudaBackend {
     return persistent::run_forward<Cell, T>(steps, w_hh.data, h_state, H, P, N, projected, step_at);
   }
 
-  template <class Cell, typename T, class StepAt>
+  template <class Cell, typename T, class StepAt, class Sums>
   static bool run_recurrent_backward_loop(int64_t, const Weight<T>&, T*, int64_t, int64_t, int64_t, bool,
-                                          StepAt&&) {
+                                          StepAt&&, Sums*) {
     return false;
   }
 
