@@ -68,6 +68,29 @@ Tensor or_zeros(const Tensor& grad, const Tensor& like) { return grad.defined() 
 enum Arg { kKind, kInput, kBatchSizes, kH0, kC0, kWih, kWhh, kBih, kBhh, kWhr, kRelu, kReverse, kKeep, kArgs };
 constexpr std::array<Arg, 8> kDifferentiable = {kInput, kH0, kC0, kWih, kWhh, kBih, kBhh, kWhr};
 
+// The op of `kind` below autograd: (output, h_n, [c_n,] workspace).
+variable_list forward_below_autograd(Kind kind, const Tensor& input, const Tensor& batch_sizes, const Tensor& h0,
+                                     const OptTensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+                                     const OptTensor& b_ih, const OptTensor& b_hh, const OptTensor& w_hr, bool relu,
+                                     bool reverse, bool keep_workspace) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  if (kind == Kind::kLstm) {
+    static const auto op = op_handle<LstmForwardOp>("fused_rnn::lstm_forward");
+    auto [output, h_n, c_n, workspace] =
+        op.call(input, batch_sizes, h0, *c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, keep_workspace);
+    return {output, h_n, c_n, workspace};
+  }
+  if (kind == Kind::kGru) {
+    static const auto op = op_handle<GruForwardOp>("fused_rnn::gru_forward");
+    auto [output, h_n, workspace] = op.call(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse, keep_workspace);
+    return {output, h_n, workspace};
+  }
+  static const auto op = op_handle<RnnForwardOp>("fused_rnn::rnn_forward");
+  auto [output, h_n, workspace] =
+      op.call(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, keep_workspace);
+  return {output, h_n, workspace};
+}
+
 // One layer of any kind, in one direction. Absent tensors (c0 and w_hr outside LSTM, the
 // biases of a module without them) are nullopt; relu is read by RNN only.
 struct LayerFunction : torch::autograd::Function<LayerFunction> {
@@ -75,9 +98,8 @@ struct LayerFunction : torch::autograd::Function<LayerFunction> {
                                const Tensor& h0, const OptTensor& c0, const Tensor& w_ih, const Tensor& w_hh,
                                const OptTensor& b_ih, const OptTensor& b_hh, const OptTensor& w_hr, bool relu,
                                bool reverse, bool keep_workspace) {
-    const variable_list outputs =
-        run_forward(static_cast<Kind>(kind), input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, relu, reverse,
-                    keep_workspace);
+    const variable_list outputs = forward_below_autograd(static_cast<Kind>(kind), input, batch_sizes, h0, c0, w_ih,
+                                                         w_hh, b_ih, b_hh, w_hr, relu, reverse, keep_workspace);
     const Tensor &output = outputs[0], &h_n = outputs[1], &workspace = outputs.back();
     ctx->mark_non_differentiable({workspace});
     ctx->set_materialize_grads(false);
@@ -130,29 +152,6 @@ struct LayerFunction : torch::autograd::Function<LayerFunction> {
   }
 
  private:
-  // The op of `kind` below autograd: (output, h_n, [c_n,] workspace).
-  static variable_list run_forward(Kind kind, const Tensor& input, const Tensor& batch_sizes, const Tensor& h0,
-                                   const OptTensor& c0, const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
-                                   const OptTensor& b_hh, const OptTensor& w_hr, bool relu, bool reverse,
-                                   bool keep_workspace) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    if (kind == Kind::kLstm) {
-      static const auto op = op_handle<LstmForwardOp>("fused_rnn::lstm_forward");
-      auto [output, h_n, c_n, workspace] =
-          op.call(input, batch_sizes, h0, *c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, keep_workspace);
-      return {output, h_n, c_n, workspace};
-    }
-    if (kind == Kind::kGru) {
-      static const auto op = op_handle<GruForwardOp>("fused_rnn::gru_forward");
-      auto [output, h_n, workspace] = op.call(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse, keep_workspace);
-      return {output, h_n, workspace};
-    }
-    static const auto op = op_handle<RnnForwardOp>("fused_rnn::rnn_forward");
-    auto [output, h_n, workspace] =
-        op.call(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, keep_workspace);
-    return {output, h_n, workspace};
-  }
-
   // Whether autograd wants the gradient of argument `arg`. needs_input_grad counts only the
   // tensor arguments that were given (absent optional ones have no edge).
   static bool needs_grad(AutogradContext* ctx, const variable_list& saved, Arg arg) {
@@ -187,66 +186,54 @@ struct LayerFunction : torch::autograd::Function<LayerFunction> {
   }
 };
 
-bool any_requires_grad(std::initializer_list<const Tensor*> tensors) {
-  for (const Tensor* t : tensors) {
-    if (t->defined() && t->requires_grad()) return true;
+bool requires_grad(const Tensor& t) { return t.defined() && t.requires_grad(); }
+bool requires_grad(const OptTensor& t) { return t.has_value() && requires_grad(*t); }
+
+// The Autograd kernel of every kind: straight below autograd where autograd records
+// nothing (no_grad, or no input requires a gradient), without building a graph node; else
+// through LayerFunction. Returns (output, h_n, [c_n,] workspace).
+variable_list forward_autograd(Kind kind, const Tensor& input, const Tensor& batch_sizes, const Tensor& h0,
+                               const OptTensor& c0, const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
+                               const OptTensor& b_hh, const OptTensor& w_hr, bool relu, bool reverse,
+                               bool keep_workspace) {
+  const bool recorded = at::GradMode::is_enabled() &&
+                        (requires_grad(input) || requires_grad(h0) || requires_grad(c0) || requires_grad(w_ih) ||
+                         requires_grad(w_hh) || requires_grad(b_ih) || requires_grad(b_hh) || requires_grad(w_hr));
+  if (!recorded) {
+    return forward_below_autograd(kind, input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, relu, reverse,
+                                  keep_workspace);
   }
-  return false;
+  return LayerFunction::apply(static_cast<int64_t>(kind), input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
+                              relu, reverse, keep_workspace);
 }
 
-// The Autograd kernels. Where autograd records nothing (no_grad, or no input requires a
-// gradient) they go straight below autograd, without building a graph node.
+// The ops' signatures over forward_autograd.
 std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_forward_autograd(const Tensor& input, const Tensor& batch_sizes,
                                                                  const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
                                                                  const Tensor& w_hh, const OptTensor& b_ih,
                                                                  const OptTensor& b_hh, const OptTensor& w_hr,
                                                                  bool reverse, bool keep_workspace) {
-  const Tensor bi = or_undefined(b_ih), bh = or_undefined(b_hh), hr = or_undefined(w_hr);
-  if (!at::GradMode::is_enabled() || !any_requires_grad({&input, &h0, &c0, &w_ih, &w_hh, &bi, &bh, &hr})) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    static const auto op = op_handle<LstmForwardOp>("fused_rnn::lstm_forward");
-    return op.call(input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, keep_workspace);
-  }
-  const variable_list r = LayerFunction::apply(static_cast<int64_t>(Kind::kLstm), input, batch_sizes, h0, OptTensor(c0),
-                                               w_ih, w_hh, b_ih, b_hh, w_hr, false, reverse, keep_workspace);
+  const variable_list r = forward_autograd(Kind::kLstm, input, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
+                                           false, reverse, keep_workspace);
   return {r[0], r[1], r[2], r[3]};
-}
-
-template <Kind kKind>
-std::tuple<Tensor, Tensor, Tensor> stateless_forward_autograd(const Tensor& input, const Tensor& batch_sizes,
-                                                              const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                                                              const OptTensor& b_ih, const OptTensor& b_hh, bool relu,
-                                                              bool reverse, bool keep_workspace) {
-  const Tensor bi = or_undefined(b_ih), bh = or_undefined(b_hh);
-  if (!at::GradMode::is_enabled() || !any_requires_grad({&input, &h0, &w_ih, &w_hh, &bi, &bh})) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    if constexpr (kKind == Kind::kGru) {
-      static const auto op = op_handle<GruForwardOp>("fused_rnn::gru_forward");
-      return op.call(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, reverse, keep_workspace);
-    } else {
-      static const auto op = op_handle<RnnForwardOp>("fused_rnn::rnn_forward");
-      return op.call(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, keep_workspace);
-    }
-  }
-  const variable_list r = LayerFunction::apply(static_cast<int64_t>(kKind), input, batch_sizes, h0, OptTensor(), w_ih,
-                                               w_hh, b_ih, b_hh, OptTensor(), relu, reverse, keep_workspace);
-  return {r[0], r[1], r[2]};
 }
 
 std::tuple<Tensor, Tensor, Tensor> gru_forward_autograd(const Tensor& input, const Tensor& batch_sizes,
                                                         const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                                                         const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
                                                         bool keep_workspace) {
-  return stateless_forward_autograd<Kind::kGru>(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, false, reverse,
-                                                keep_workspace);
+  const variable_list r = forward_autograd(Kind::kGru, input, batch_sizes, h0, {}, w_ih, w_hh, b_ih, b_hh, {}, false,
+                                           reverse, keep_workspace);
+  return {r[0], r[1], r[2]};
 }
 
 std::tuple<Tensor, Tensor, Tensor> rnn_forward_autograd(const Tensor& input, const Tensor& batch_sizes,
                                                         const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                                                         const OptTensor& b_ih, const OptTensor& b_hh, bool relu,
                                                         bool reverse, bool keep_workspace) {
-  return stateless_forward_autograd<Kind::kRnn>(input, batch_sizes, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse,
-                                                keep_workspace);
+  const variable_list r = forward_autograd(Kind::kRnn, input, batch_sizes, h0, {}, w_ih, w_hh, b_ih, b_hh, {}, relu,
+                                           reverse, keep_workspace);
+  return {r[0], r[1], r[2]};
 }
 
 }  // namespace

@@ -427,9 +427,10 @@ struct CpuBackend {
             }
           });
       if (by_rows) {
+        const int64_t threads = static_cast<int64_t>(partial.size()) / sum_width;
         for (int64_t j = 0; j < sum_width; ++j) {
           T total = 0;
-          for (int t = 0; t < at::get_num_threads(); ++t) total += partial[t * sum_width + j];
+          for (int64_t t = 0; t < threads; ++t) total += partial[t * sum_width + j];
           (j < GH ? sums->gates[j] : sums->hidden_gates[j - GH]) = total;
         }
         sums->filled = true;
