@@ -255,22 +255,26 @@ def _layer_case(kind, bias, projected=False, seed=0):
     return tensors, torch.full((T,), N, dtype=torch.long)
 
 
+def _flags(kind, reverse):
+    """The flags of a GRU (reverse) or vanilla RNN (relu, here on; reverse) layer op."""
+    return [reverse] if kind == "gru" else [True, reverse]
+
+
 def _call_op(kind, t, batch_sizes, reverse=False, keep_workspace=True):
     op = getattr(torch.ops.fused_rnn, f"{kind}_forward")
     if kind == "lstm":
         return op(t["input"], batch_sizes, t["h0"], t["c0"], t["w_ih"], t["w_hh"], t["b_ih"], t["b_hh"], t["w_hr"],
                   reverse, keep_workspace)
-    flags = [reverse] if kind == "gru" else [True, reverse]  # GRU: reverse; RNN: relu, reverse
-    return op(t["input"], batch_sizes, t["h0"], t["w_ih"], t["w_hh"], t["b_ih"], t["b_hh"], *flags, keep_workspace)
+    return op(t["input"], batch_sizes, t["h0"], t["w_ih"], t["w_hh"], t["b_ih"], t["b_hh"], *_flags(kind, reverse),
+              keep_workspace)
 
 
 def _call_reference(kind, t, batch_sizes, reverse=False):
     if kind == "lstm":
         return reference.lstm_layer(t["input"], batch_sizes, t["h0"], t["c0"], t["w_ih"], t["w_hh"], t["b_ih"],
                                     t["b_hh"], t["w_hr"], reverse)
-    flags = [reverse] if kind == "gru" else [True, reverse]
     return reference.stateless_layer(kind, t["input"], batch_sizes, t["h0"], t["w_ih"], t["w_hh"], t["b_ih"],
-                                     t["b_hh"], *flags)
+                                     t["b_hh"], *_flags(kind, reverse))
 
 
 CASES = [("lstm", True, False), ("lstm", False, False), ("lstm", True, True), ("gru", True, False),
