@@ -6,7 +6,7 @@
 // lets the forward keep only part of it at a time. mm is the matrix product of the
 // whole-sequence products (input and weight gradients), exposed so that the benchmark
 // can measure this machine's GEMM throughput with it as well as with torch.mm; phase_times
-// is a profiling switch (phase_timer.cpp).
+// is a profiling switch (phase_timer.cpp); cpu_isa names the CPU kernels' instruction set.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -50,4 +50,6 @@ TORCH_LIBRARY(fused_rnn, m) {
   // call, then the forward and backward calls counted, in a float64 tensor; resets them;
   // and turns the timing on or off.
   m.def("phase_times(bool enable) -> Tensor");
+  // The CPU kernels' instruction set in use: "avx512", "avx2" or "generic" (cpu/cpu_isa.h).
+  m.def("cpu_isa() -> str");
 }

@@ -17,8 +17,12 @@ import torch
 import fused_rnn
 
 _OPS = ("lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward")
-# csrc/cpu/sgemm_avx512.cpp: avx512::available() asks the CPU for exactly these features.
-AVX512_FLAGS = ("avx512f", "avx512dq", "avx512vl")
+# What each instruction set of the CPU kernels (csrc/cpu/cpu_isa.h) runs.
+CPU_ISA_KERNELS = {
+    "avx512": "float32 packed-weight SGEMM in AVX-512 registers, vectorised pointwise steps",
+    "avx2": "float32 packed-weight SGEMM in AVX2 registers (with FMA), vectorised pointwise steps",
+    "generic": "the BLAS that libtorch exports, pointwise steps for the baseline ISA",
+}
 _FATBIN_MAGIC = 0xBA55ED50
 
 
@@ -72,16 +76,12 @@ def cpu_flags() -> Optional[set]:
     return None
 
 
-def avx512_status() -> str:
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return f"inactive (not an x86-64 CPU: {platform.machine()})"
-    flags = cpu_flags()
-    if flags is None:
-        return "unknown (no /proc/cpuinfo)"
-    missing = [f for f in AVX512_FLAGS if f not in flags]
-    if missing:
-        return f"inactive (the CPU lacks {', '.join(missing)}; the generic loop runs)"
-    return f"active ({', '.join(AVX512_FLAGS)}: float32 packed-weight SGEMM, vectorised pointwise steps)"
+def cpu_isa_status() -> str:
+    """The instruction set the CPU kernels chose at load (the CPU's best, at most
+    FUSED_RNN_CPU_ISA), and what runs with it."""
+    isa = torch.ops.fused_rnn.cpu_isa()
+    cap = os.environ.get("FUSED_RNN_CPU_ISA")
+    return f"{isa} ({CPU_ISA_KERNELS[isa]})" + (f"; capped by FUSED_RNN_CPU_ISA={cap}" if cap else "")
 
 
 def report() -> Dict[str, str]:
@@ -107,7 +107,7 @@ def report() -> Dict[str, str]:
         info["GPU"] = f"{torch.cuda.get_device_name(index)} (sm_{major}{minor}), {torch.cuda.device_count()} device(s)"
     else:
         info["GPU"] = "none available to torch"
-    info["AVX-512 CPU path"] = avx512_status()
+    info["CPU instruction set"] = cpu_isa_status()
     info["CPU threads"] = str(torch.get_num_threads())
     return info
 

@@ -81,25 +81,19 @@ def test_fatbinary_reader_on_synthetic_data(tmp_path):
     assert cli.embedded_cuda_archs(str(path)) is None  # an unknown layout is not guessed at
 
 
-def test_avx512_matches_cpu_flags(info):
-    flags = set()
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    active = all(f in flags for f in ("avx512f", "avx512dq", "avx512vl"))
-    assert info["AVX-512 CPU path"].startswith("active" if active else "inactive")
-
-
-def test_avx512_status_reports_missing_flags(monkeypatch):
-    monkeypatch.setattr(cli.platform, "machine", lambda: "x86_64")
-    monkeypatch.setattr(cli, "cpu_flags", lambda: {"avx2", "avx512f"})
-    assert cli.avx512_status().startswith("inactive (the CPU lacks avx512dq, avx512vl")
-    monkeypatch.setattr(cli, "cpu_flags", lambda: {"avx512f", "avx512dq", "avx512vl"})
-    assert cli.avx512_status().startswith("active")
-    monkeypatch.setattr(cli.platform, "machine", lambda: "aarch64")
-    assert cli.avx512_status().startswith("inactive (not an x86-64")
+def test_cpu_isa_matches_cpu_flags(info):
+    flags = cli.cpu_flags() or set()
+    if {"avx512f", "avx512dq", "avx512vl"} <= flags:
+        expected = "avx512"
+    elif {"avx2", "fma"} <= flags:
+        expected = "avx2"
+    else:
+        expected = "generic"
+    cap = os.environ.get("FUSED_RNN_CPU_ISA")
+    order = ["generic", "avx2", "avx512"]
+    if cap in order:
+        expected = order[min(order.index(cap), order.index(expected))]
+    assert info["CPU instruction set"].startswith(expected + " (")
 
 
 def test_gpu_line(info):

@@ -15,7 +15,7 @@
 using namespace fused_rnn;
 
 int main() {
-  if (!avx512::available()) {
+  if (cpu_isa() != CpuIsa::kAvx512) {
     std::printf("this CPU has no AVX-512: nothing to compare\n");
     return 0;
   }

@@ -1,4 +1,4 @@
-// GFLOP/s of the AVX-512 SGEMM (csrc/cpu/sgemm_avx512.cpp) on the shapes of an RNN, with
+// GFLOP/s of our SGEMM (csrc/cpu/sgemm.cpp, AVX-512 or AVX2: cpu_isa.h) on the shapes of an RNN, with
 // the packed weight hot in cache (the best of 30 timed batches), checked against at::mm;
 // then an LSTM forward's products laid out two ways (compare_step_layouts).
 // A profiling aid for bench/README.md "What we learned"; build and run with
@@ -13,9 +13,10 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "cpu/sgemm_avx512.h"
+#include "cpu/cpu_isa.h"
+#include "cpu/sgemm.h"
 
-using namespace fused_rnn::avx512;
+using namespace fused_rnn::sgemm;
 
 // Seconds of the fastest of 30 runs of fn (the best of 30 timed batches).
 template <class Fn>
@@ -70,7 +71,8 @@ int main(int argc, char** argv) {
   const int shapes[][3] = {{64, 256, 1024}, {6400, 256, 1024}, {32, 512, 2048}, {32, 512, 512}, {16, 64, 256},
                            {1, 128, 512},   {2, 128, 512},     {3, 256, 768},   {1024, 2048, 256},
                            {3200, 256, 64}};
-  std::printf("threads %d, AVX-512 path %s\n", at::get_num_threads(), available() ? "on" : "OFF");
+  std::printf("threads %d, packed GEMM %s (%s)\n", at::get_num_threads(), available() ? "on" : "OFF",
+              fused_rnn::cpu_isa_name(fused_rnn::cpu_isa()));
   for (const auto& shape : shapes) {
     const int M = shape[0], K = shape[1], N = shape[2];
     const at::Tensor a = at::randn({M, K}), w = at::randn({N, K});

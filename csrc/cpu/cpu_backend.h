@@ -1,6 +1,6 @@
 #pragma once
 // The CPU primitives of sequence_loop.h. No GEMM in the time loop goes through the
-// dispatcher: float32 on AVX-512 CPUs uses the packed-weight kernel of sgemm_avx512.h,
+// dispatcher: float32 on AVX-512 and AVX2 CPUs uses the packed-weight kernel of sgemm.h,
 // everything else the BLAS that libtorch_cpu exports (MKL on x86 wheels).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -13,9 +13,9 @@
 
 #include "../cell_math.h"
 #include "../gemm_edge_cases.h"
-#include "avx512_target.h"
+#include "cpu_isa.h"
 #include "lstm_pointwise_avx512.h"
-#include "sgemm_avx512.h"
+#include "sgemm.h"
 #include "step_barrier.h"
 
 extern "C" {
@@ -44,9 +44,12 @@ inline void blas_gemm(const char* ta, const char* tb, const int* m, const int* n
 constexpr int64_t kParallelGrain = 32768;
 
 // One pointwise step (the cell's forward, or its backward) over rows [r0, r1) and hidden
-// units [j0, j1), compiled twice: for AVX-512 (chosen at run time) and for the baseline
-// ISA. `omp simd` states what the compiler cannot prove: the units j of a row are
-// independent (in-place updates touch only element j).
+// units [j0, j1), compiled three times: for AVX-512 and for AVX2 (chosen at run time,
+// cpu_isa.h) and for the baseline ISA. `omp simd` states what the compiler cannot prove:
+// the units j of a row are independent (in-place updates touch only element j). The AVX2
+// copy matters more than its name suggests: for the baseline ISA (SSE2) the exp's
+// rounding is a call to floorf per element, and an LSTM (200, 16, 64, 64) forward spent
+// three quarters of its time in that loop on an AVX2 CPU (perf).
 #define FUSED_RNN_ROWS_LOOP                                                                  \
   for (int64_t r = r0; r < r1; ++r) {                                                        \
     _Pragma("omp simd") for (int64_t j = j0; j < j1; ++j) {                                  \
@@ -60,28 +63,38 @@ FUSED_RNN_AVX512 void rows_avx512(const Step& s, int64_t r0, int64_t r1, int64_t
   FUSED_RNN_ROWS_LOOP
 }
 template <bool kForward, class Cell, typename T, typename Step>
+FUSED_RNN_AVX2 void rows_avx2(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t H) {
+  FUSED_RNN_ROWS_LOOP
+}
+template <bool kForward, class Cell, typename T, typename Step>
 void rows_generic(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t H) {
   FUSED_RNN_ROWS_LOOP
 }
 
 template <bool kForward, class Cell, typename T, typename Step>
 void pointwise_rows(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t H) {
-  if constexpr (kForward && std::is_same_v<Cell, LstmCell> && std::is_same_v<T, float>) {
-    if (avx512::available()) return avx512::lstm_forward_rows(s, r0, r1, j0, j1, H);
+  switch (cpu_isa()) {
+    case CpuIsa::kAvx512:
+      if constexpr (kForward && std::is_same_v<Cell, LstmCell> && std::is_same_v<T, float>) {
+        return avx512::lstm_forward_rows(s, r0, r1, j0, j1, H);
+      }
+      return rows_avx512<kForward, Cell, T>(s, r0, r1, j0, j1, H);
+    case CpuIsa::kAvx2:
+      return rows_avx2<kForward, Cell, T>(s, r0, r1, j0, j1, H);
+    default:
+      return rows_generic<kForward, Cell, T>(s, r0, r1, j0, j1, H);
   }
-  avx512::available() ? rows_avx512<kForward, Cell, T>(s, r0, r1, j0, j1, H)
-                      : rows_generic<kForward, Cell, T>(s, r0, r1, j0, j1, H);
 }
 
 
 // The forward pointwise step of panel p's hidden units for rows [m0, m1) (plus
-// row_offset), as avx512::gemm_panels' panel_done: it runs as soon as every gate of those
+// row_offset), as sgemm::gemm_panels' panel_done: it runs as soon as every gate of those
 // units is computed, so it reads them back from L1 instead of L2.
 template <class Cell, typename T>
 auto pointwise_after_panel(const ForwardStep<T>& step, int64_t row_offset, int64_t H) {
   return [&step, row_offset, H](int64_t m0, int64_t m1, int64_t p) {
-    pointwise_rows<true, Cell, T>(step, row_offset + m0, row_offset + m1, p * avx512::kPanel,
-                                  std::min(H, (p + 1) * avx512::kPanel), H);
+    pointwise_rows<true, Cell, T>(step, row_offset + m0, row_offset + m1, p * sgemm::kPanel,
+                                  std::min(H, (p + 1) * sgemm::kPanel), H);
   };
 }
 
@@ -92,7 +105,7 @@ struct CpuWeight {
   const T* data;
   int64_t rows, cols;
   bool transpose;
-  avx512::PackedMatrix packed;  // used when packed.storage is defined
+  sgemm::PackedMatrix packed;  // used when packed.storage is defined
 };
 
 // Hidden units [j0, j1) owned by one thread: 32-column panels [u0, u1); and the step
@@ -127,7 +140,7 @@ constexpr int64_t kUnitSplitMinStepFlops = 24 * 1024;
 // instead left it mixing team sizes with ATen's regions, and slower still).
 template <class Body>
 bool in_one_region_by_units(int64_t H, int64_t step_flops, Body&& body) {
-  const int64_t unit_panels = (H + avx512::kPanel - 1) / avx512::kPanel;
+  const int64_t unit_panels = (H + sgemm::kPanel - 1) / sgemm::kPanel;
   const int64_t requested = at::get_num_threads();
   const int64_t threads = std::min<int64_t>(requested, unit_panels);
   if (threads < 2 || at::in_parallel_region() || step_flops < kUnitSplitMinStepFlops || requested > usable_cpus()) {
@@ -138,7 +151,7 @@ bool in_one_region_by_units(int64_t H, int64_t step_flops, Body&& body) {
   {
     const int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
     const int64_t u0 = unit_panels * id / n, u1 = unit_panels * (id + 1) / n;
-    body(UnitRange{u0, u1, std::min(H, u0 * avx512::kPanel), std::min(H, u1 * avx512::kPanel), &barrier, id, n});
+    body(UnitRange{u0, u1, std::min(H, u0 * sgemm::kPanel), std::min(H, u1 * sgemm::kPanel), &barrier, id, n});
   }
   return true;
 }
@@ -180,7 +193,7 @@ bool in_one_region_by_rows(int64_t steps, int64_t rows, StepAt&& step_at, int64_
     for (int64_t r = 0; r < b; ++r) ++active[r];
     total += b;
   }
-  if (!avx512::worth_threads(total * flops_per_row_step)) return false;
+  if (!sgemm::worth_threads(total * flops_per_row_step)) return false;
 #pragma omp parallel num_threads(threads)
   {
     // Row r goes to thread floor(n * (row-steps before r) / total): contiguous ranges.
@@ -206,7 +219,7 @@ bool in_one_region_by_rows(int64_t steps, int64_t rows, StepAt&& step_at, int64_
 template <typename T>
 struct CpuRecurrentWeight {
   CpuWeight<T> whole;                          // used when per_gate is empty
-  std::vector<avx512::PackedMatrix> per_gate;  // gate g: rows [g H, (g+1) H) of W_hh, transposed
+  std::vector<sgemm::PackedMatrix> per_gate;  // gate g: rows [g H, (g+1) H) of W_hh, transposed
 };
 
 struct CpuBackend {
@@ -247,8 +260,8 @@ struct CpuBackend {
   static CpuWeight<T> prepare_weight(const T* w, int64_t rows, int64_t cols, bool transpose) {
     CpuWeight<T> weight{w, rows, cols, transpose, {}};
     if constexpr (std::is_same_v<T, float>) {
-      if (avx512::available()) {
-        weight.packed = transpose ? avx512::pack(w, 1, cols, cols, rows) : avx512::pack(w, cols, 1, rows, cols);
+      if (sgemm::available()) {
+        weight.packed = transpose ? sgemm::pack(w, 1, cols, cols, rows) : sgemm::pack(w, cols, 1, rows, cols);
       }
     }
     return weight;
@@ -260,7 +273,7 @@ struct CpuBackend {
                           const T* bias = nullptr) {
     if constexpr (std::is_same_v<T, float>) {
       if (w.packed.storage.defined()) {
-        avx512::gemm(M, {A, lda, 1}, w.packed, beta != 0, C, ldc, beta != 0 ? nullptr : bias);
+        sgemm::gemm(M, {A, lda, 1}, w.packed, beta != 0, C, ldc, beta != 0 ? nullptr : bias);
         return;
       }
     }
@@ -276,15 +289,15 @@ struct CpuBackend {
   static CpuRecurrentWeight<T> prepare_recurrent_weight(const T* w_hh, int64_t G, int64_t H, int64_t P) {
     CpuRecurrentWeight<T> weight;
     if constexpr (std::is_same_v<T, float>) {
-      if (avx512::available()) {
+      if (sgemm::available()) {
         weight.whole = CpuWeight<T>{w_hh, G * H, P, true, {}};
-        if (H % avx512::kPanel == 0) {
+        if (H % sgemm::kPanel == 0) {
           // Each gate's panels are whole panels of W_hh^T: pack it once (one parallel region,
           // not one per gate) and view each gate's panels.
-          const avx512::PackedMatrix all = avx512::pack(w_hh, 1, P, P, G * H);
-          for (int64_t g = 0; g < G; ++g) weight.per_gate.push_back(avx512::columns(all, g * H, H));
+          const sgemm::PackedMatrix all = sgemm::pack(w_hh, 1, P, P, G * H);
+          for (int64_t g = 0; g < G; ++g) weight.per_gate.push_back(sgemm::columns(all, g * H, H));
         } else {
-          for (int64_t g = 0; g < G; ++g) weight.per_gate.push_back(avx512::pack(w_hh + g * H * P, 1, P, P, H));
+          for (int64_t g = 0; g < G; ++g) weight.per_gate.push_back(sgemm::pack(w_hh + g * H * P, 1, P, P, H));
         }
         return weight;
       }
@@ -301,12 +314,12 @@ struct CpuBackend {
     if constexpr (std::is_same_v<T, float>) {
       if (!w.per_gate.empty()) {
         const int64_t G = static_cast<int64_t>(w.per_gate.size());
-        const int64_t unit_panels = (H + avx512::kPanel - 1) / avx512::kPanel;
+        const int64_t unit_panels = (H + sgemm::kPanel - 1) / sgemm::kPanel;
         auto units = [&](int64_t u0, int64_t u1) {
-          avx512::gemm_panels(b, b, {h_prev, P, 1}, w.per_gate.data(), G, H, u0, u1, accumulate, target, target_ld,
+          sgemm::gemm_panels(b, b, {h_prev, P, 1}, w.per_gate.data(), G, H, u0, u1, accumulate, target, target_ld,
                               pointwise_after_panel<Cell, T>(step, 0, H));
         };
-        if (unit_panels > 1 && avx512::worth_threads(2 * b * G * H * P)) {
+        if (unit_panels > 1 && sgemm::worth_threads(2 * b * G * H * P)) {
           at::parallel_for(0, unit_panels, 1, units);
         } else {
           units(0, unit_panels);
@@ -338,7 +351,7 @@ struct CpuBackend {
     } else {
       const int64_t G = static_cast<int64_t>(w.per_gate.size());
       if (G == 0 || projected) return false;
-      const int64_t all_panels = (H + avx512::kPanel - 1) / avx512::kPanel;
+      const int64_t all_panels = (H + sgemm::kPanel - 1) / sgemm::kPanel;
       const bool by_rows = in_one_region_by_rows(
           steps, max_rows, step_at, G * H * P * sizeof(T), kRowSplitMaxWeightBytesForward, 2 * G * H * P,
           [&](const RowRange& mine) {
@@ -346,7 +359,7 @@ struct CpuBackend {
               const auto spec = step_at(s);
               const int64_t r1 = std::min(mine.r1, spec.rows);
               if (r1 <= mine.r0) continue;  // no barrier in this loop: threads may differ here
-              avx512::gemm_panels(r1 - mine.r0, spec.rows, {h_state + mine.r0 * P, P, 1}, w.per_gate.data(), G, H, 0,
+              sgemm::gemm_panels(r1 - mine.r0, spec.rows, {h_state + mine.r0 * P, P, 1}, w.per_gate.data(), G, H, 0,
                                   all_panels, spec.accumulate, spec.target + mine.r0 * spec.target_ld,
                                   spec.target_ld, pointwise_after_panel<Cell, T>(spec.step, mine.r0, H));
               std::memcpy(h_state + mine.r0 * P, spec.output + mine.r0 * P, (r1 - mine.r0) * P * sizeof(T));
@@ -368,7 +381,7 @@ struct CpuBackend {
           // at H = 128) from L2 every step, and in reverse the part read last, still in the
           // 48 KB L1, comes first. [A/B, per-step cost at T = 400, N = 1, 5 rounds] LSTM
           // H = 128 1.27-1.34 -> 1.20-1.22 us, H = 256 3.97-4.26 -> 3.84-3.99 us.
-          avx512::gemm_panels(spec.rows, spec.rows, {current, P, 1}, w.per_gate.data(), G, H, mine.u0, mine.u1,
+          sgemm::gemm_panels(spec.rows, spec.rows, {current, P, 1}, w.per_gate.data(), G, H, mine.u0, mine.u1,
                               spec.accumulate, spec.target, spec.target_ld,
                               pointwise_after_panel<Cell, T>(spec.step, 0, H), /*descending=*/done % 2 == 1);
           // This thread's units of the next state: the step's h for its rows, the rest carried.
@@ -406,7 +419,7 @@ struct CpuBackend {
     } else {
       const int64_t G = Cell::kGates, GH = G * H;
       if (!w_hh.packed.storage.defined() || projected) return false;
-      const int64_t state_panels = (P + avx512::kPanel - 1) / avx512::kPanel;
+      const int64_t state_panels = (P + sgemm::kPanel - 1) / sgemm::kPanel;
       const int64_t sum_width = Cell::kHiddenGatesApart ? 2 * GH : GH;  // GRU: dgates, then dgates_hidden
       std::vector<T> partial(at::get_num_threads() * sum_width, T(0));   // per thread
       const bool by_rows = in_one_region_by_rows(
@@ -422,7 +435,7 @@ struct CpuBackend {
                 add_to(mine_sums, spec.step.dgates + r * spec.step.dgates_ld, GH);
                 if (Cell::kHiddenGatesApart) add_to(mine_sums + GH, spec.step.dgates_hidden + r * GH, GH);
               }
-              avx512::gemm_panels(r1 - mine.r0, spec.rows, {spec.step.dgates_hidden + mine.r0 * GH, GH, 1},
+              sgemm::gemm_panels(r1 - mine.r0, spec.rows, {spec.step.dgates_hidden + mine.r0 * GH, GH, 1},
                                   &w_hh.packed, 1, 0, 0, state_panels, spec.accumulate, dh_state + mine.r0 * P, P);
             }
           });
@@ -443,14 +456,14 @@ struct CpuBackend {
           if (spec.rows == 0) continue;  // the same for every thread: barriers stay matched
           pointwise_rows<false, Cell, T>(spec.step, 0, spec.rows, mine.j0, mine.j1, H);
           mine.meet();
-          avx512::gemm_panels(spec.rows, spec.rows, {spec.step.dgates_hidden, G * H, 1}, &w_hh.packed, 1, 0, mine.u0,
+          sgemm::gemm_panels(spec.rows, spec.rows, {spec.step.dgates_hidden, G * H, 1}, &w_hh.packed, 1, 0, mine.u0,
                               mine.u1, spec.accumulate, dh_state, P, nullptr, /*descending=*/done++ % 2 == 1);
         }
       });
     }
   }
 
-  // b is read in place (avx512::in_place) up to this many columns, else packed first. In
+  // b is read in place (sgemm::in_place) up to this many columns, else packed first. In
   // place saves copying a b with a row per token, but reads each k's 32 columns from rows
   // 4 N bytes apart; from 256 columns that cost more than the copy. LSTM fwd+bwd, A/B 4-5
   // rounds [module_times]: (200, 16, 64, 64) ~2.15 -> ~1.95 ms, (100, 16, 128, 128) 3.3-3.8
@@ -461,7 +474,7 @@ struct CpuBackend {
   static at::Tensor mm(const at::Tensor& a, const at::Tensor& b) {
     if (!own_gemm_takes(a)) return a.mm(b);
     at::Tensor c = at::empty({a.size(0), b.size(1)}, a.options());
-    avx512::gemm(a.size(0), {a.data_ptr<float>(), a.stride(0), a.stride(1)}, rhs_operand(b), false,
+    sgemm::gemm(a.size(0), {a.data_ptr<float>(), a.stride(0), a.stride(1)}, rhs_operand(b), false,
                  c.data_ptr<float>(), c.size(1));
     return c;
   }
@@ -475,22 +488,22 @@ struct CpuBackend {
       c.addmm_(a, b);
       return;
     }
-    avx512::gemm(a.size(0), {a.data_ptr<float>(), a.stride(0), a.stride(1)}, rhs_operand(b), true,
+    sgemm::gemm(a.size(0), {a.data_ptr<float>(), a.stride(0), a.stride(1)}, rhs_operand(b), true,
                  c.data_ptr<float>(), c.size(1));
   }
 
   // Whether mm's own GEMM takes a as its left operand (float32, AVX-512, rows or columns
   // contiguous).
   static bool own_gemm_takes(const at::Tensor& a) {
-    return a.scalar_type() == at::kFloat && avx512::available() && (a.stride(0) == 1 || a.stride(1) == 1);
+    return a.scalar_type() == at::kFloat && sgemm::available() && (a.stride(0) == 1 || a.stride(1) == 1);
   }
 
   // b as mm's right operand: in place where its rows are whole panels of at most
   // kInPlaceMaxColumns, else packed.
-  static avx512::PackedMatrix rhs_operand(const at::Tensor& b) {
-    const bool whole_panels = b.stride(1) == 1 && b.size(1) % avx512::kPanel == 0 && b.size(1) <= kInPlaceMaxColumns;
-    return whole_panels ? avx512::in_place(b.data_ptr<float>(), b.stride(0), b.size(0), b.size(1))
-                        : avx512::pack(b.data_ptr<float>(), b.stride(0), b.stride(1), b.size(0), b.size(1));
+  static sgemm::PackedMatrix rhs_operand(const at::Tensor& b) {
+    const bool whole_panels = b.stride(1) == 1 && b.size(1) % sgemm::kPanel == 0 && b.size(1) <= kInPlaceMaxColumns;
+    return whole_panels ? sgemm::in_place(b.data_ptr<float>(), b.stride(0), b.size(0), b.size(1))
+                        : sgemm::pack(b.data_ptr<float>(), b.stride(0), b.stride(1), b.size(0), b.size(1));
   }
 
   // dst[j] += src[j] for j < n.

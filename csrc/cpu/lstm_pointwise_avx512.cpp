@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "avx512_target.h"
+#include "cpu_isa.h"
 
 namespace fused_rnn {
 namespace avx512 {

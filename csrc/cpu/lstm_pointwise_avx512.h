@@ -18,7 +18,7 @@ namespace fused_rnn {
 namespace avx512 {
 
 // LstmCell::forward for rows [r0, r1) and hidden units [j0, j1) of one step. Call only
-// where available() is true.
+// where cpu_isa() is CpuIsa::kAvx512.
 void lstm_forward_rows(const ForwardStep<float>& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t H);
 
 }  // namespace avx512

@@ -1,20 +1,22 @@
 #pragma once
-// A float32 GEMM for AVX-512 CPUs, for the shapes of an RNN: C(M, N) (+)= A(M, K) B(K, N)
-// with B packed once into 32-column panels and reused across all time steps.
+// A float32 GEMM for AVX-512 and AVX2 CPUs (cpu_isa.h), for the shapes of an RNN:
+// C(M, N) (+)= A(M, K) B(K, N) with B packed once into 32-column panels and reused across
+// all time steps.
 //
 // Why not the BLAS libtorch exports: on AMD CPUs MKL runs its AVX2 path, about half the
 // throughput oneDNN (torch.nn.LSTM's CPU backend) reaches on the same machine, and oneDNN's
-// own GEMM is not exported. See bench/README.md for the measurements.
+// own GEMM is not exported; and a BLAS call per time step costs microseconds of its own
+// (MKL: 7-10 us for a (16, 64) x (64, 256) step on an AVX2 Zen 3). See bench/README.md.
 #include <ATen/ATen.h>
 #include <c10/util/FunctionRef.h>
 #include <cstdint>
 
 namespace fused_rnn {
-namespace avx512 {
+namespace sgemm {
 
-constexpr int64_t kPanel = 32;  // columns per packed panel: two 16-float registers
+constexpr int64_t kPanel = 32;  // columns per packed panel: two AVX-512 or four AVX2 registers
 
-// True when the CPU runs AVX-512F and the kernels below may be used.
+// True when cpu_isa() is AVX2 or AVX-512, so that the kernels below may be used.
 bool available();
 
 // B (K, N) as the kernels read it: in panels of kPanel columns, row k of panel p being the
@@ -56,7 +58,7 @@ void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate
 using PanelDone = c10::function_ref<void(int64_t, int64_t, int64_t)>;
 
 // A time step's rows up to which gemm_panels sums k in interleaved partial sums (few rows
-// are limited by FMA latency, not by bandwidth, otherwise; see sgemm_avx512.cpp).
+// are limited by FMA latency, not by bandwidth, otherwise; see sgemm.cpp).
 constexpr int64_t kInterleavedSumsMaxRows = 3;
 
 // A times each of `count` same-shaped matrices Bs[i] into C + i * c_stride, restricted to
@@ -75,5 +77,5 @@ void gemm_panels(int64_t M, int64_t step_rows, const MatrixView& A, const Packed
 // Whether a product of this many flops pays for a parallel region.
 bool worth_threads(int64_t flops);
 
-}  // namespace avx512
+}  // namespace sgemm
 }  // namespace fused_rnn

@@ -1,7 +1,7 @@
-// AVX-512 float32 GEMM (see sgemm_avx512.h). Register blocking: a micro-tile of up to
-// kRows rows by 32 columns lives in 2*kRows zmm accumulators; per k it loads two vectors
-// of the packed B panel and broadcasts one A value per row.
-#include "sgemm_avx512.h"
+// Float32 GEMM for AVX-512 and AVX2 CPUs (see sgemm.h). Register blocking: a micro-tile of
+// up to kRows rows by 32 columns lives in kRows * 32 / width accumulators
+// (sgemm_micro_tile.inc, compiled once per ISA below).
+#include "sgemm.h"
 
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -10,123 +10,128 @@
 #include <array>
 #include <utility>
 
-#include "avx512_target.h"
+#include "cpu_isa.h"
 
 namespace fused_rnn {
-namespace avx512 {
+namespace sgemm {
 namespace {
 
-constexpr int kRows = 12;           // rows per micro-tile: 24 accumulators + 2 B registers
 constexpr int64_t kRowChunk = 192;  // rows of A kept hot in L2 while sweeping all panels
 // k per pass. Each pass stores the C tile and the next one reloads it, so a deeper pass
 // saves that epilogue; the (512, 32) panel slice (64 KB) streams from L2 fast enough for
 // two vector loads per 24 FMAs. 512 vs 128: 245 -> 251-257 GFLOP/s at (64, 256, 1024),
-// 241 -> 254-264 at (32, 512, 2048), 1 thread (make sgemm-microbench).
+// 241 -> 254-264 at (32, 512, 2048), 1 thread, AVX-512 (make sgemm-microbench).
 constexpr int64_t kDepthBlock = 512;
 constexpr int64_t kParallelFlops = int64_t(1) << 17;  // below this a GEMM stays on one thread: a
 // parallel region costs 1-2 us with hot OpenMP threads (measured, bench/README.md)
 
-constexpr int kVectors = static_cast<int>(kPanel / 16);
-
 // Interleaved partial sums, for the per-step products of steps with few rows (gemm_panels):
-// each (row, vector) of the tile keeps kInterleavedSums accumulators, accumulator h summing
-// every k = h mod kInterleavedSums, added up at the end. With one accumulator, a tile of one
-// row waits on FMA latency: every k's FMAs need the previous k's results, so it issues 2
-// FMAs per 4-cycle latency where the core could issue 8; with 8 or more accumulators in
-// flight it is limited by streaming B from L2 instead. M = 1, K = 128, N = 512 (an LSTM
-// N = 1, H = 128 step): 70 -> 90 GFLOP/s, M = 2: 136 -> 153 (1 thread, make
-// sgemm-microbench). Whether a row is summed this way depends only on its step's rows,
-// never on how the rows are cut into tiles or over threads, so a row rounds the same
-// whichever the split: the inference forward (projection in chunks, so other thread
-// splits) matches the training forward bit for bit (tests/test_inference_workspace.py).
-constexpr int kInterleavedSums = 4;
-
-// acc += A[:, k] B[k, :] for one k of the tile.
-template <int R, bool kColumnMajorA>
-FUSED_RNN_AVX512 inline __attribute__((always_inline)) void add_one_k(__m512 (&acc)[R][kVectors], const float* a,
-                                                                      int64_t lda, const float* panel, int64_t ldb,
-                                                                      int64_t k) {
-  __m512 b[kVectors];
-#pragma GCC unroll 4
-  for (int v = 0; v < kVectors; ++v) b[v] = _mm512_loadu_ps(panel + k * ldb + 16 * v);
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
-    const __m512 av = _mm512_set1_ps(kColumnMajorA ? a[k * lda + r] : a[r * lda + k]);
-#pragma GCC unroll 4
-    for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_fmadd_ps(av, b[v], acc[r][v]);
-  }
-}
-
-template <int R, bool kColumnMajorA, int Sums>
-FUSED_RNN_AVX512 void micro_tile(int64_t K, const float* a, int64_t lda, const float* panel, int64_t ldb, float* c,
-                                 int64_t ldc, int columns, bool accumulate, const float* bias) {
-  __m512 acc[Sums][R][kVectors];  // acc[0] is the tile once the sums are added up
-#pragma GCC unroll 4
-  for (int h = 0; h < Sums; ++h) {
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-      for (int v = 0; v < kVectors; ++v) acc[h][r][v] = _mm512_setzero_ps();
-    }
-  }
-  // Start fetching the C tile for writing now, so the misses overlap the k loop instead of
-  // stalling the stores at the end (C is large and cold for the input projection).
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
-    __builtin_prefetch(c + r * ldc, 1, 3);
-    __builtin_prefetch(c + r * ldc + 16, 1, 3);
-  }
-  int64_t k = 0;
-  for (; k + Sums <= K; k += Sums) {
-#pragma GCC unroll 4
-    for (int h = 0; h < Sums; ++h) add_one_k<R, kColumnMajorA>(acc[h], a, lda, panel, ldb, k + h);
-  }
-  for (; k < K; ++k) add_one_k<R, kColumnMajorA>(acc[0], a, lda, panel, ldb, k);
-#pragma GCC unroll 4
-  for (int h = 1; h < Sums; ++h) {
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-      for (int v = 0; v < kVectors; ++v) acc[0][r][v] = _mm512_add_ps(acc[0][r][v], acc[h][r][v]);
-    }
-  }
-  __mmask16 mask[kVectors];
-#pragma GCC unroll 4
-  for (int v = 0; v < kVectors; ++v) {
-    const int left = columns - 16 * v;
-    mask[v] = left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
-  }
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
-    float* cr = c + r * ldc;
-#pragma GCC unroll 4
-    for (int v = 0; v < kVectors; ++v) {
-      if (accumulate) {
-        acc[0][r][v] = _mm512_add_ps(acc[0][r][v], _mm512_maskz_loadu_ps(mask[v], cr + 16 * v));
-      } else if (bias) {
-        acc[0][r][v] = _mm512_add_ps(acc[0][r][v], _mm512_maskz_loadu_ps(mask[v], bias + 16 * v));
-      }
-      _mm512_mask_storeu_ps(cr + 16 * v, mask[v], acc[0][r][v]);
-    }
-  }
-}
+// each (row, vector) of the tile keeps kSums accumulators, accumulator h summing every
+// k = h mod kSums, added up at the end. With one accumulator, a tile of one row waits on
+// FMA latency: every k's FMAs need the previous k's results, so it issues 2 FMAs per
+// 4-cycle latency where the core could issue 8; with 8 or more accumulators in flight it is
+// limited by streaming B from L2 instead. M = 1, K = 128, N = 512 (an LSTM N = 1, H = 128
+// step): 70 -> 90 GFLOP/s, M = 2: 136 -> 153 (1 thread, AVX-512, make sgemm-microbench).
+// Whether a row is summed this way depends only on its step's rows, never on how the rows
+// are cut into tiles or over threads, so a row rounds the same whichever the split: the
+// inference forward (projection in chunks, so other thread splits) matches the training
+// forward bit for bit (tests/test_inference_workspace.py).
 
 using MicroTile = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, int, bool,
                            const float*);
 
-// Micro-tiles of 1..sizeof(Rs) rows, each with `Sums` accumulators per (row, vector).
-template <bool kColumnMajorA, int Sums, int... Rs>
-constexpr std::array<MicroTile, sizeof...(Rs)> make_tiles(std::integer_sequence<int, Rs...>) {
-  return {&micro_tile<Rs + 1, kColumnMajorA, Sums>...};
+// Micro-tiles of 1..max_rows rows, for A read row-major and column-major.
+struct Tiles {
+  const MicroTile* row_major;
+  const MicroTile* column_major;
+  int64_t max_rows;
+};
+struct TileSet {
+  Tiles plain, interleaved;
+};
+
+#pragma GCC diagnostic push
+// GCC 12's AVX-512 intrinsics (masked loads among them) start from _mm512_undefined_ps(),
+// which -W(maybe-)uninitialized reports once inlined; every lane of their results is defined.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+// 16 floats in a zmm register. Tiles of up to 12 rows: 24 accumulators + 2 B registers of
+// the 32; with interleaved sums, up to 3 rows of 4 sums (24 accumulators).
+struct Avx512Lanes {
+  using V = __m512;
+  static constexpr int kWidth = 16, kRows = 12, kInterleavedRows = 3, kSums = 4;
+  FUSED_RNN_AVX512 static inline __attribute__((always_inline)) V zero() { return _mm512_setzero_ps(); }
+  FUSED_RNN_AVX512 static inline __attribute__((always_inline)) V load(const float* p) { return _mm512_loadu_ps(p); }
+  FUSED_RNN_AVX512 static inline __attribute__((always_inline)) V broadcast(float x) { return _mm512_set1_ps(x); }
+  FUSED_RNN_AVX512 static inline __attribute__((always_inline)) V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  FUSED_RNN_AVX512 static inline __attribute__((always_inline)) V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static inline __mmask16 first(int n) {
+    return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
+  }
+  // The first n lanes (n may be <= 0 or > kWidth); the others read as zero and are not stored.
+  FUSED_RNN_AVX512 static inline __attribute__((always_inline)) V load_first(const float* p, int n) {
+    return _mm512_maskz_loadu_ps(first(n), p);
+  }
+  FUSED_RNN_AVX512 static inline __attribute__((always_inline)) void store_first(float* p, V v, int n) {
+    _mm512_mask_storeu_ps(p, first(n), v);
+  }
+};
+
+// 8 floats in a ymm register, of 16. Tiles of up to 2 rows: 8 accumulators + 4 B registers
+// + the broadcast A value (3 rows would need 17 and reload B from L1 for every row); with
+// interleaved sums, 1 row of 2 sums (8 accumulators in flight, as the FMA latency needs).
+// Full vectors load and store without masks: vmaskmovps stores are slow on AMD CPUs.
+struct Avx2Lanes {
+  using V = __m256;
+  static constexpr int kWidth = 8, kRows = 2, kInterleavedRows = 1, kSums = 2;
+  FUSED_RNN_AVX2 static inline __attribute__((always_inline)) V zero() { return _mm256_setzero_ps(); }
+  FUSED_RNN_AVX2 static inline __attribute__((always_inline)) V load(const float* p) { return _mm256_loadu_ps(p); }
+  FUSED_RNN_AVX2 static inline __attribute__((always_inline)) V broadcast(float x) { return _mm256_set1_ps(x); }
+  FUSED_RNN_AVX2 static inline __attribute__((always_inline)) V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  FUSED_RNN_AVX2 static inline __attribute__((always_inline)) V add(V a, V b) { return _mm256_add_ps(a, b); }
+  FUSED_RNN_AVX2 static inline __attribute__((always_inline)) __m256i first(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  FUSED_RNN_AVX2 static inline __attribute__((always_inline)) V load_first(const float* p, int n) {
+    return n >= kWidth ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, first(n));
+  }
+  FUSED_RNN_AVX2 static inline __attribute__((always_inline)) void store_first(float* p, V v, int n) {
+    if (n >= kWidth) {
+      _mm256_storeu_ps(p, v);
+    } else {
+      _mm256_maskstore_ps(p, first(n), v);
+    }
+  }
+};
+
+namespace avx512_tiles {
+using Lanes = Avx512Lanes;
+#define FUSED_RNN_TILE_TARGET FUSED_RNN_AVX512
+#include "sgemm_micro_tile.inc"
+#undef FUSED_RNN_TILE_TARGET
+}  // namespace avx512_tiles
+
+namespace avx2_tiles {
+using Lanes = Avx2Lanes;
+#define FUSED_RNN_TILE_TARGET FUSED_RNN_AVX2
+#include "sgemm_micro_tile.inc"
+#undef FUSED_RNN_TILE_TARGET
+}  // namespace avx2_tiles
+
+#pragma GCC diagnostic pop
+
+const TileSet& tiles_of_this_cpu() {
+  return cpu_isa() == CpuIsa::kAvx512 ? avx512_tiles::tile_set() : avx2_tiles::tile_set();
 }
 
 // Row tiles of a chunk of rows: near-equal sizes, so 64 rows run as 11+11+11+11+10+10
-// rather than 12*5+4.
+// rather than 12*5+4 (AVX-512).
 struct RowTiles {
   int64_t count, rows;
   int64_t size(int64_t t) const { return rows / count + (t < rows % count ? 1 : 0); }
 };
-RowTiles row_tiles(int64_t rows) { return {(rows + kRows - 1) / kRows, rows}; }
+RowTiles row_tiles(int64_t rows, int64_t max_rows) { return {(rows + max_rows - 1) / max_rows, rows}; }
 
 // A is read in place, never packed: a micro-tile's rows are 12 streams along k, which the
 // L1 serves as fast as one packed stream, and packing a row chunk (a scalar transpose)
@@ -139,19 +144,13 @@ RowTiles row_tiles(int64_t rows) { return {(rows + kRows - 1) / kRows, rows}; }
 // kInterleavedSumsMaxRows).
 void chunk_times_panel(const MatrixView& rows_of_a, int64_t chunk_rows, const PackedMatrix& B, int64_t p,
                        bool accumulate, float* C, int64_t ldc, const float* bias, bool interleaved) {
-  static const auto row_major_tiles = make_tiles<false, 1>(std::make_integer_sequence<int, kRows>{});
-  static const auto column_major_tiles = make_tiles<true, 1>(std::make_integer_sequence<int, kRows>{});
-  constexpr auto kFewRows = std::make_integer_sequence<int, kInterleavedSumsMaxRows>{};
-  static const auto row_major_interleaved = make_tiles<false, kInterleavedSums>(kFewRows);
-  static const auto column_major_interleaved = make_tiles<true, kInterleavedSums>(kFewRows);
-  const MicroTile* row_major = interleaved ? row_major_interleaved.data() : row_major_tiles.data();
-  const MicroTile* column_major = interleaved ? column_major_interleaved.data() : column_major_tiles.data();
+  const Tiles& tiles_of = interleaved ? tiles_of_this_cpu().interleaved : tiles_of_this_cpu().plain;
   const bool column_a = rows_of_a.row_stride == 1 && rows_of_a.col_stride != 1;
-  const MicroTile* tile_of = column_a ? column_major : row_major;
+  const MicroTile* tile_of = column_a ? tiles_of.column_major : tiles_of.row_major;
   const int64_t lda = column_a ? rows_of_a.col_stride : rows_of_a.row_stride;
   const int columns = static_cast<int>(std::min<int64_t>(kPanel, B.N - p * kPanel));
   const float* panel_bias = bias ? bias + p * kPanel : nullptr;
-  const RowTiles tiles = row_tiles(chunk_rows);
+  const RowTiles tiles = row_tiles(chunk_rows, tiles_of.max_rows);
   for (int64_t k0 = 0; k0 < B.K; k0 += kDepthBlock) {
     const int64_t depth = std::min<int64_t>(kDepthBlock, B.K - k0);
     const float* panel = B.panel(p) + k0 * B.k_stride;
@@ -170,11 +169,7 @@ void chunk_times_panel(const MatrixView& rows_of_a, int64_t chunk_rows, const Pa
 
 }  // namespace
 
-bool available() {
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-                         __builtin_cpu_supports("avx512vl");
-  return ok;
-}
+bool available() { return cpu_isa() >= CpuIsa::kAvx2; }
 
 namespace {
 
@@ -269,18 +264,24 @@ PackedMatrix pack(const float* data, int64_t k_stride, int64_t n_stride, int64_t
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t n0 = p * kPanel, width = std::min<int64_t>(kPanel, N - n0);
       float* dst = out + p * K * kPanel;
-      if (k_stride == 1 && available()) {
+      if (k_stride == 1 && cpu_isa() == CpuIsa::kAvx512) {
         pack_transposed_panel(data, n_stride, K, N, n0, dst);
         continue;
       }
-      if (n_stride == 1 && available()) {
+      if (n_stride == 1 && cpu_isa() == CpuIsa::kAvx512) {
         pack_panel_rows(data, k_stride, K, N, n0, dst);
         continue;
       }
-      for (int64_t k = 0; k < K; ++k) {
-        int64_t j = 0;
-        for (; j < width; ++j) dst[k * kPanel + j] = data[k * k_stride + (n0 + j) * n_stride];
-        for (; j < kPanel; ++j) dst[k * kPanel + j] = 0.0f;
+      // Without AVX-512: plain loops, reading B's contiguous dimension innermost.
+      std::fill(dst, dst + K * kPanel, 0.0f);
+      if (k_stride == 1) {
+        for (int64_t j = 0; j < width; ++j) {
+          for (int64_t k = 0; k < K; ++k) dst[k * kPanel + j] = data[k + (n0 + j) * n_stride];
+        }
+      } else {
+        for (int64_t k = 0; k < K; ++k) {
+          for (int64_t j = 0; j < width; ++j) dst[k * kPanel + j] = data[k * k_stride + (n0 + j) * n_stride];
+        }
       }
     }
   });
@@ -381,5 +382,5 @@ void gemm_panels(int64_t M, int64_t step_rows, const MatrixView& A, const Packed
 
 bool worth_threads(int64_t flops) { return flops >= kParallelFlops; }
 
-}  // namespace avx512
+}  // namespace sgemm
 }  // namespace fused_rnn
