@@ -1,6 +1,6 @@
 // Float32 GEMM for AVX-512 and AVX2 CPUs (see sgemm.h). Register blocking: a micro-tile of
-// up to kRows rows by 32 columns lives in kRows * 32 / width accumulators
-// (sgemm_micro_tile.inc, compiled once per ISA below).
+// up to kRows rows by kTileColumns columns lives in accumulator registers
+// (sgemm_micro_tile.inc, compiled once per ISA below: Avx512Lanes, Avx2Lanes).
 #include "sgemm.h"
 
 #include <ATen/Parallel.h>
@@ -40,11 +40,13 @@ constexpr int64_t kParallelFlops = int64_t(1) << 17;  // below this a GEMM stays
 using MicroTile = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, int, bool,
                            const float*);
 
-// Micro-tiles of 1..max_rows rows, for A read row-major and column-major.
+// Micro-tiles of 1..max_rows rows by tile_columns columns, for A read row-major and
+// column-major.
 struct Tiles {
   const MicroTile* row_major;
   const MicroTile* column_major;
   int64_t max_rows;
+  int tile_columns;
 };
 struct TileSet {
   Tiles plain, interleaved;
@@ -56,11 +58,12 @@ struct TileSet {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
-// 16 floats in a zmm register. Tiles of up to 12 rows: 24 accumulators + 2 B registers of
-// the 32; with interleaved sums, up to 3 rows of 4 sums (24 accumulators).
+// 16 floats in a zmm register. Tiles of a whole panel by up to 12 rows: 24 accumulators + 2
+// B registers of the 32; with interleaved sums, up to 3 rows of 4 sums (24 accumulators).
 struct Avx512Lanes {
   using V = __m512;
-  static constexpr int kWidth = 16, kRows = 12, kInterleavedRows = 3, kSums = 4;
+  static constexpr int kWidth = 16, kTileColumns = 32, kRows = 12;
+  static constexpr int kInterleavedTileColumns = 32, kInterleavedRows = 3, kSums = 4;
   FUSED_RNN_AVX512 static inline __attribute__((always_inline)) V zero() { return _mm512_setzero_ps(); }
   FUSED_RNN_AVX512 static inline __attribute__((always_inline)) V load(const float* p) { return _mm512_loadu_ps(p); }
   FUSED_RNN_AVX512 static inline __attribute__((always_inline)) V broadcast(float x) { return _mm512_set1_ps(x); }
@@ -78,13 +81,19 @@ struct Avx512Lanes {
   }
 };
 
-// 8 floats in a ymm register, of 16. Tiles of up to 2 rows: 8 accumulators + 4 B registers
-// + the broadcast A value (3 rows would need 17 and reload B from L1 for every row); with
-// interleaved sums, 1 row of 2 sums (8 accumulators in flight, as the FMA latency needs).
+// 8 floats in a ymm register, of 16. Tiles of half a panel (16 columns) by up to 6 rows: 12
+// accumulators + 2 B registers + the broadcast A value, so each B vector loaded serves 6
+// FMAs (whole-panel tiles of 2 rows, 8 accumulators + 4 B registers, served 2, and
+// streaming B from L2 then bounded the projections at ~50 GFLOP/s a thread: 6400 x 256 x
+// 1024 67 -> 83 GFLOP/s, 1 thread, make sgemm-microbench). With interleaved sums, whole
+// panels by 1 row of 2 sums: 8 accumulators in flight, as the FMA latency needs, and each B
+// vector serves two rows' worth of FMAs less than a half-panel tile of 4 sums would need
+// (M = 3, K = 256, N = 768: 34 GFLOP/s with those, 48 with these).
 // Full vectors load and store without masks: vmaskmovps stores are slow on AMD CPUs.
 struct Avx2Lanes {
   using V = __m256;
-  static constexpr int kWidth = 8, kRows = 2, kInterleavedRows = 1, kSums = 2;
+  static constexpr int kWidth = 8, kTileColumns = 16, kRows = 6;
+  static constexpr int kInterleavedTileColumns = 32, kInterleavedRows = 1, kSums = 2;
   FUSED_RNN_AVX2 static inline __attribute__((always_inline)) V zero() { return _mm256_setzero_ps(); }
   FUSED_RNN_AVX2 static inline __attribute__((always_inline)) V load(const float* p) { return _mm256_loadu_ps(p); }
   FUSED_RNN_AVX2 static inline __attribute__((always_inline)) V broadcast(float x) { return _mm256_set1_ps(x); }
@@ -148,21 +157,24 @@ void chunk_times_panel(const MatrixView& rows_of_a, int64_t chunk_rows, const Pa
   const bool column_a = rows_of_a.row_stride == 1 && rows_of_a.col_stride != 1;
   const MicroTile* tile_of = column_a ? tiles_of.column_major : tiles_of.row_major;
   const int64_t lda = column_a ? rows_of_a.col_stride : rows_of_a.row_stride;
-  const int columns = static_cast<int>(std::min<int64_t>(kPanel, B.N - p * kPanel));
-  const float* panel_bias = bias ? bias + p * kPanel : nullptr;
+  const int panel_columns = static_cast<int>(std::min<int64_t>(kPanel, B.N - p * kPanel));
   const RowTiles tiles = row_tiles(chunk_rows, tiles_of.max_rows);
   for (int64_t k0 = 0; k0 < B.K; k0 += kDepthBlock) {
     const int64_t depth = std::min<int64_t>(kDepthBlock, B.K - k0);
-    const float* panel = B.panel(p) + k0 * B.k_stride;
-    const float* a = rows_of_a.data;
-    float* c = C + p * kPanel;
-    for (int64_t t = 0; t < tiles.count; ++t) {
-      const int64_t rows = tiles.size(t);
-      const bool add = k0 > 0 || accumulate;
-      tile_of[rows - 1](depth, a + k0 * rows_of_a.col_stride, lda, panel, B.k_stride, c, ldc, columns, add,
-                        panel_bias);
-      a += rows * rows_of_a.row_stride;
-      c += rows * ldc;
+    // The panel's column blocks of tile_columns (one block with AVX-512, two halves with AVX2).
+    for (int c0 = 0; c0 < panel_columns; c0 += tiles_of.tile_columns) {
+      const float* panel = B.panel(p) + k0 * B.k_stride + c0;
+      const float* block_bias = bias ? bias + p * kPanel + c0 : nullptr;
+      const float* a = rows_of_a.data;
+      float* c = C + p * kPanel + c0;
+      for (int64_t t = 0; t < tiles.count; ++t) {
+        const int64_t rows = tiles.size(t);
+        const bool add = k0 > 0 || accumulate;
+        tile_of[rows - 1](depth, a + k0 * rows_of_a.col_stride, lda, panel, B.k_stride, c, ldc, panel_columns - c0,
+                          add, block_bias);
+        a += rows * rows_of_a.row_stride;
+        c += rows * ldc;
+      }
     }
   }
 }
