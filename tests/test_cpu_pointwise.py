@@ -1,10 +1,11 @@
-"""The float32 LSTM forward step on AVX-512 CPUs runs its own intrinsics copy of the cell
-math (csrc/cpu/lstm_pointwise_avx512.cpp: a polynomial exp, reciprocal estimates refined by
-a Newton step). These tests isolate that math from the GEMMs: with one input feature, no
+"""The float32 LSTM forward step on AVX-512 and AVX2 CPUs runs its own intrinsics copy of
+the cell math (csrc/cpu/lstm_pointwise.inc: a polynomial exp, reciprocal estimates refined
+by Newton steps). These tests isolate that math from the GEMMs: with one input feature, no
 bias and h0 = 0, every gate pre-activation is the single product x * w_ih, the same float in
 fused_rnn and torch.nn, so h and c differ only by the pointwise arithmetic. Row widths that
-are not a multiple of the 32-unit panels exercise the masked tails. On CPUs without
-AVX-512 the same tests check the generic path."""
+are not a multiple of the 32-unit panels exercise the masked tails. On CPUs without either
+the same tests check the generic path (and tests/test_cpu_isa.py runs them at each lower
+ISA)."""
 import pytest
 import torch
 

@@ -1,6 +1,6 @@
 // Float32 GEMM for AVX-512 and AVX2 CPUs (see sgemm.h). Register blocking: a micro-tile of
 // up to kRows rows by kTileColumns columns lives in accumulator registers
-// (sgemm_micro_tile.inc, compiled once per ISA below: Avx512Lanes, Avx2Lanes).
+// (sgemm_micro_tile.inc, compiled once per ISA below: Avx512Tiles, Avx2Tiles over simd_lanes.h).
 #include "sgemm.h"
 
 #include <ATen/Parallel.h>
@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "cpu_isa.h"
+#include "simd_lanes.h"
 
 namespace fused_rnn {
 namespace sgemm {
@@ -52,36 +53,14 @@ struct TileSet {
   Tiles plain, interleaved;
 };
 
-#pragma GCC diagnostic push
-// GCC 12's AVX-512 intrinsics (masked loads among them) start from _mm512_undefined_ps(),
-// which -W(maybe-)uninitialized reports once inlined; every lane of their results is defined.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-
-// 16 floats in a zmm register. Tiles of a whole panel by up to 12 rows: 24 accumulators + 2
-// B registers of the 32; with interleaved sums, up to 3 rows of 4 sums (24 accumulators).
-struct Avx512Lanes {
-  using V = __m512;
-  static constexpr int kWidth = 16, kTileColumns = 32, kRows = 12;
+// The AVX-512 tile shapes: a whole panel by up to 12 rows, 24 accumulators + 2 B registers
+// of the 32; with interleaved sums, up to 3 rows of 4 sums (24 accumulators).
+struct Avx512Tiles : Avx512Lanes {
+  static constexpr int kTileColumns = 32, kRows = 12;
   static constexpr int kInterleavedTileColumns = 32, kInterleavedRows = 3, kSums = 4;
-  FUSED_RNN_AVX512 static inline __attribute__((always_inline)) V zero() { return _mm512_setzero_ps(); }
-  FUSED_RNN_AVX512 static inline __attribute__((always_inline)) V load(const float* p) { return _mm512_loadu_ps(p); }
-  FUSED_RNN_AVX512 static inline __attribute__((always_inline)) V broadcast(float x) { return _mm512_set1_ps(x); }
-  FUSED_RNN_AVX512 static inline __attribute__((always_inline)) V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-  FUSED_RNN_AVX512 static inline __attribute__((always_inline)) V add(V a, V b) { return _mm512_add_ps(a, b); }
-  static inline __mmask16 first(int n) {
-    return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
-  }
-  // The first n lanes (n may be <= 0 or > kWidth); the others read as zero and are not stored.
-  FUSED_RNN_AVX512 static inline __attribute__((always_inline)) V load_first(const float* p, int n) {
-    return _mm512_maskz_loadu_ps(first(n), p);
-  }
-  FUSED_RNN_AVX512 static inline __attribute__((always_inline)) void store_first(float* p, V v, int n) {
-    _mm512_mask_storeu_ps(p, first(n), v);
-  }
 };
 
-// 8 floats in a ymm register, of 16. Tiles of half a panel (16 columns) by up to 6 rows: 12
+// The AVX2 tile shapes (16 ymm registers): half a panel (16 columns) by up to 6 rows, 12
 // accumulators + 2 B registers + the broadcast A value, so each B vector loaded serves 6
 // FMAs (whole-panel tiles of 2 rows, 8 accumulators + 4 B registers, served 2, and
 // streaming B from L2 then bounded the projections at ~50 GFLOP/s a thread: 6400 x 256 x
@@ -89,40 +68,24 @@ struct Avx512Lanes {
 // panels by 1 row of 2 sums: 8 accumulators in flight, as the FMA latency needs, and each B
 // vector serves two rows' worth of FMAs less than a half-panel tile of 4 sums would need
 // (M = 3, K = 256, N = 768: 34 GFLOP/s with those, 48 with these).
-// Full vectors load and store without masks: vmaskmovps stores are slow on AMD CPUs.
-struct Avx2Lanes {
-  using V = __m256;
-  static constexpr int kWidth = 8, kTileColumns = 16, kRows = 6;
+struct Avx2Tiles : Avx2Lanes {
+  static constexpr int kTileColumns = 16, kRows = 6;
   static constexpr int kInterleavedTileColumns = 32, kInterleavedRows = 1, kSums = 2;
-  FUSED_RNN_AVX2 static inline __attribute__((always_inline)) V zero() { return _mm256_setzero_ps(); }
-  FUSED_RNN_AVX2 static inline __attribute__((always_inline)) V load(const float* p) { return _mm256_loadu_ps(p); }
-  FUSED_RNN_AVX2 static inline __attribute__((always_inline)) V broadcast(float x) { return _mm256_set1_ps(x); }
-  FUSED_RNN_AVX2 static inline __attribute__((always_inline)) V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  FUSED_RNN_AVX2 static inline __attribute__((always_inline)) V add(V a, V b) { return _mm256_add_ps(a, b); }
-  FUSED_RNN_AVX2 static inline __attribute__((always_inline)) __m256i first(int n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  }
-  FUSED_RNN_AVX2 static inline __attribute__((always_inline)) V load_first(const float* p, int n) {
-    return n >= kWidth ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, first(n));
-  }
-  FUSED_RNN_AVX2 static inline __attribute__((always_inline)) void store_first(float* p, V v, int n) {
-    if (n >= kWidth) {
-      _mm256_storeu_ps(p, v);
-    } else {
-      _mm256_maskstore_ps(p, first(n), v);
-    }
-  }
 };
 
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // see simd_lanes.h
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
 namespace avx512_tiles {
-using Lanes = Avx512Lanes;
+using Lanes = Avx512Tiles;
 #define FUSED_RNN_TILE_TARGET FUSED_RNN_AVX512
 #include "sgemm_micro_tile.inc"
 #undef FUSED_RNN_TILE_TARGET
 }  // namespace avx512_tiles
 
 namespace avx2_tiles {
-using Lanes = Avx2Lanes;
+using Lanes = Avx2Tiles;
 #define FUSED_RNN_TILE_TARGET FUSED_RNN_AVX2
 #include "sgemm_micro_tile.inc"
 #undef FUSED_RNN_TILE_TARGET
