@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   // (M, K, N): per-step products, an input projection, a weight gradient's K.
   const int shapes[][3] = {{64, 256, 1024}, {6400, 256, 1024}, {32, 512, 2048}, {32, 512, 512}, {16, 64, 256},
                            {1, 128, 512},   {2, 128, 512},     {3, 256, 768},   {1024, 2048, 256},
-                           {3200, 256, 64}};
+                           {3200, 256, 64},  {1600, 2048, 512}};
   std::printf("threads %d, packed GEMM %s (%s)\n", at::get_num_threads(), available() ? "on" : "OFF",
               fused_rnn::cpu_isa_name(fused_rnn::cpu_isa()));
   for (const auto& shape : shapes) {
