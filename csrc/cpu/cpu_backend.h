@@ -216,9 +216,10 @@ bool in_one_region_by_rows(int64_t steps, int64_t rows, StepAt&& step_at, int64_
   return true;
 }
 
-// W_hh for the recurrent step. On AVX-512 float32, one packed (P, H) matrix per gate, so
-// that a thread owning hidden units [j0, j1) computes all G gates of those units and
-// runs their pointwise step itself: GEMM and pointwise share one parallel region.
+// W_hh for the recurrent step. With the packed GEMM (float32 on AVX-512 or AVX2), one
+// packed (P, H) matrix per gate, so that a thread owning hidden units [j0, j1) computes
+// all G gates of those units and runs their pointwise step itself: GEMM and pointwise
+// share one parallel region.
 template <typename T>
 struct CpuRecurrentWeight {
   CpuWeight<T> whole;                          // used when per_gate is empty
@@ -344,8 +345,8 @@ struct CpuBackend {
   // needed (with one buffer a second barrier had to separate the reads from the update).
   // `step_at(s)` gives step s's rows b, ForwardStep, GEMM target and output rows; it must be
   // a pure function (every thread calls it). Returns false where it does not apply (the
-  // caller then runs recurrent_step per step): not float32 AVX-512, a projected LSTM, too
-  // little work to split, or already inside a parallel region.
+  // caller then runs recurrent_step per step): no packed GEMM (float32 on AVX-512 or AVX2),
+  // a projected LSTM, too little work to split, or already inside a parallel region.
   template <class Cell, typename T, class StepAt>
   static bool run_recurrent_loop(int64_t steps, const CpuRecurrentWeight<T>& w, T* h_state, int64_t H, int64_t P,
                                  int64_t max_rows, bool projected, StepAt&& step_at) {
