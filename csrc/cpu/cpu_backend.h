@@ -498,9 +498,10 @@ struct CpuBackend {
 
   // Whether mm's own GEMM takes a as its left operand: float32, and rows contiguous, or
   // columns contiguous on AVX-512. The weight gradients' a is dgates^T, its columns 4 G H
-  // bytes apart; the AVX2 tiles (16 columns, so each A value is read twice) ran those at
-  // half of MKL's rate on a Zen 3 (dgates (6400, 1024) x input (6400, 256): 27 vs 54
-  // GFLOP/s, 1 thread), so there MKL takes them.
+  // bytes apart; read in place by the AVX2 tiles (16 columns, so each A value is read
+  // twice) their phase of an LSTM (100, 64, 256, 256) forward+backward took ~216 ms on a
+  // Zen 3, 57-90 ms through MKL, and copying A per row tile first did not beat MKL
+  // (bench/README.md, "What we learned on an AVX2 CPU", item 3), so there MKL takes them.
   static bool own_gemm_takes(const at::Tensor& a) {
     if (a.scalar_type() != at::kFloat || !sgemm::available()) return false;
     return a.stride(1) == 1 || (a.stride(0) == 1 && cpu_isa() == CpuIsa::kAvx512);
