@@ -3,6 +3,7 @@ runs the best one; here the parity, thread-split, pointwise and inference-worksp
 run again in a child process capped by FUSED_RNN_CPU_ISA at each lower level, so an
 AVX-512 machine also checks the AVX2 and the plain C++ paths, and an AVX2 machine the
 plain one."""
+import functools
 import os
 import subprocess
 import sys
@@ -28,7 +29,9 @@ def in_child(code: str, isa: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
+@functools.lru_cache(maxsize=None)
 def best_isa() -> str:
+    """The ISA an uncapped process picks (a child, since this process may be capped)."""
     return in_child("import torch, fused_rnn; print(torch.ops.fused_rnn.cpu_isa())", "").stdout.strip()
 
 
