@@ -116,7 +116,8 @@ RowTiles row_tiles(int64_t rows, int64_t max_rows) { return {(rows + max_rows - 
 // kInterleavedSumsMaxRows).
 void chunk_times_panel(const MatrixView& rows_of_a, int64_t chunk_rows, const PackedMatrix& B, int64_t p,
                        bool accumulate, float* C, int64_t ldc, const float* bias, bool interleaved) {
-  const Tiles& tiles_of = interleaved ? tiles_of_this_cpu().interleaved : tiles_of_this_cpu().plain;
+  const TileSet& set = tiles_of_this_cpu();
+  const Tiles& tiles_of = interleaved ? set.interleaved : set.plain;
   const bool column_a = rows_of_a.row_stride == 1 && rows_of_a.col_stride != 1;
   const MicroTile* tile_of = column_a ? tiles_of.column_major : tiles_of.row_major;
   const int64_t lda = column_a ? rows_of_a.col_stride : rows_of_a.row_stride;
