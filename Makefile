@@ -82,7 +82,7 @@ sgemm-microbench: $(READY)
 
 pointwise-microbench: $(READY)
 	mkdir -p build
-	$(PROFILING_CXX) bench/profiling/pointwise_microbench.cpp csrc/cpu/lstm_pointwise.cpp \
+	$(PROFILING_CXX) bench/profiling/pointwise_microbench.cpp csrc/cpu/cell_pointwise.cpp \
 	  csrc/cpu/sgemm.cpp csrc/cpu/cpu_isa.cpp $(PROFILING_LIBS) -o build/pointwise_microbench
 	build/pointwise_microbench
 

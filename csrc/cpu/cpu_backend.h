@@ -14,7 +14,7 @@
 #include "../cell_math.h"
 #include "../gemm_edge_cases.h"
 #include "cpu_isa.h"
-#include "lstm_pointwise.h"
+#include "cell_pointwise.h"
 #include "sgemm.h"
 #include "step_barrier.h"
 
@@ -73,16 +73,13 @@ void rows_generic(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1,
 
 template <bool kForward, class Cell, typename T, typename Step>
 void pointwise_rows(const Step& s, int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t H) {
+  constexpr bool kIntrinsics = kForward && kHasForwardIntrinsics<Cell> && std::is_same_v<T, float>;
   switch (cpu_isa()) {
     case CpuIsa::kAvx512:
-      if constexpr (kForward && std::is_same_v<Cell, LstmCell> && std::is_same_v<T, float>) {
-        return lstm_forward_rows_avx512(s, r0, r1, j0, j1, H);
-      }
+      if constexpr (kIntrinsics) return forward_rows_avx512<Cell>(s, r0, r1, j0, j1, H);
       return rows_avx512<kForward, Cell, T>(s, r0, r1, j0, j1, H);
     case CpuIsa::kAvx2:
-      if constexpr (kForward && std::is_same_v<Cell, LstmCell> && std::is_same_v<T, float>) {
-        return lstm_forward_rows_avx2(s, r0, r1, j0, j1, H);
-      }
+      if constexpr (kIntrinsics) return forward_rows_avx2<Cell>(s, r0, r1, j0, j1, H);
       return rows_avx2<kForward, Cell, T>(s, r0, r1, j0, j1, H);
     default:
       return rows_generic<kForward, Cell, T>(s, r0, r1, j0, j1, H);

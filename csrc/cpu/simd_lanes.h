@@ -1,6 +1,6 @@
 #pragma once
 // Vectors of float32 lanes and the operations the CPU kernels use, once per ISA
-// (cpu_isa.h): sgemm_micro_tile.inc and lstm_pointwise.inc are written once over a `Lanes`
+// (cpu_isa.h): sgemm_micro_tile.inc and cell_pointwise.inc are written once over a `Lanes`
 // type and compiled for each. Call a Lanes type's operations only from functions compiled
 // for its ISA (FUSED_RNN_AVX512 / FUSED_RNN_AVX2).
 #include <immintrin.h>
