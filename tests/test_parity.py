@@ -43,6 +43,9 @@ COMMON = [
     # read the input and the outputs in place instead of packing them (kInPlaceMaxColumns)
     dict(dtype=F32, T=5, N=6, I=32, H=64, layers=2, bidirectional=True),
     dict(dtype=F32, T=5, N=3, I=96, H=32, lengths=[5, 2, 4], enforce_sorted=False, layers=2),
+    # depths (I, H) of whole 8-deep blocks plus a remainder, and gate widths that end inside
+    # a panel: the CPU's transposing weight packer (sgemm.cpp) takes each path
+    dict(dtype=F32, T=4, N=5, I=37, H=45, layers=2),
     # rows * hidden above the CPU kernels' parallel grain: the multi-threaded pointwise path
     dict(dtype=F32, T=3, N=160, I=8, H=256),
     # recurrent GEMM above the threading threshold with H not a multiple of the 32-column

@@ -209,6 +209,54 @@ FUSED_RNN_AVX512 void pack_transposed_panel(const float* data, int64_t n_stride,
 
 #pragma GCC diagnostic pop
 
+// o[c][i] = r[i][c] for an 8 x 8 block: interleave 32-bit pairs of row pairs, then take
+// 64-bit pairs (u[4q + e]: rows 4q..4q+3 at column e in the low 128 bits, e + 4 in the high),
+// then join the 128-bit halves of the two row quads.
+FUSED_RNN_AVX2 void transpose8(const __m256 (&r)[8], __m256 (&o)[8]) {
+  __m256 t[8], u[8];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+#pragma GCC unroll 2
+  for (int q = 0; q < 2; ++q) {
+    u[4 * q + 0] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], 0x44);
+    u[4 * q + 1] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], 0xEE);
+    u[4 * q + 2] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0x44);
+    u[4 * q + 3] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int e = 0; e < 4; ++e) {
+    o[e] = _mm256_permute2f128_ps(u[e], u[4 + e], 0x20);
+    o[4 + e] = _mm256_permute2f128_ps(u[e], u[4 + e], 0x31);
+  }
+}
+
+// pack_transposed_panel for AVX2, in 8 x 8 blocks; the last K % 8 k go one at a time. The
+// scalar loop took 61 us of an LSTM (1, 1, 128, 128) forward's 180 on the Zen 3 (the
+// packing of W_ih and W_hh, phase_times' setup).
+FUSED_RNN_AVX2 void pack_transposed_panel_avx2(const float* data, int64_t n_stride, int64_t K, int64_t N, int64_t n0,
+                                               float* dst) {
+  const int64_t whole = K / 8 * 8;
+  for (int64_t k0 = 0; k0 < whole; k0 += 8) {
+    for (int g = 0; g < kPanel / 8; ++g) {
+      __m256 rows[8], cols[8];
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) {
+        const int64_t n = n0 + 8 * g + i;
+        rows[i] = n < N ? _mm256_loadu_ps(data + n * n_stride + k0) : _mm256_setzero_ps();
+      }
+      transpose8(rows, cols);
+#pragma GCC unroll 8
+      for (int c = 0; c < 8; ++c) _mm256_storeu_ps(dst + (k0 + c) * kPanel + 8 * g, cols[c]);
+    }
+  }
+  for (int64_t k = whole; k < K; ++k) {
+    for (int64_t j = 0; j < kPanel; ++j) dst[k * kPanel + j] = n0 + j < N ? data[k + (n0 + j) * n_stride] : 0.0f;
+  }
+}
+
 // One panel of op(W) = W whose rows (along n) are contiguous: each k is a straight copy of
 // up to 32 floats, zero-padded.
 FUSED_RNN_AVX512 void pack_panel_rows(const float* data, int64_t k_stride, int64_t K, int64_t N, int64_t n0,
@@ -244,20 +292,18 @@ PackedMatrix pack(const float* data, int64_t k_stride, int64_t n_stride, int64_t
         pack_transposed_panel(data, n_stride, K, N, n0, dst);
         continue;
       }
+      if (k_stride == 1) {  // AVX2 (available() holds)
+        pack_transposed_panel_avx2(data, n_stride, K, N, n0, dst);
+        continue;
+      }
       if (n_stride == 1 && cpu_isa() == CpuIsa::kAvx512) {
         pack_panel_rows(data, k_stride, K, N, n0, dst);
         continue;
       }
-      // Without AVX-512: plain loops, reading B's contiguous dimension innermost.
+      // Neither stride is 1, or AVX2 with rows along n: a plain loop, zero-padded.
       std::fill(dst, dst + K * kPanel, 0.0f);
-      if (k_stride == 1) {
-        for (int64_t j = 0; j < width; ++j) {
-          for (int64_t k = 0; k < K; ++k) dst[k * kPanel + j] = data[k + (n0 + j) * n_stride];
-        }
-      } else {
-        for (int64_t k = 0; k < K; ++k) {
-          for (int64_t j = 0; j < width; ++j) dst[k * kPanel + j] = data[k * k_stride + (n0 + j) * n_stride];
-        }
+      for (int64_t k = 0; k < K; ++k) {
+        for (int64_t j = 0; j < width; ++j) dst[k * kPanel + j] = data[k * k_stride + (n0 + j) * n_stride];
       }
     }
   });
