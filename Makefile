@@ -76,14 +76,14 @@ PROFILING_LIBS = -L$(TORCH_DIR)/lib -ltorch_cpu -lc10 -Wl,-rpath,$(TORCH_DIR)/li
 
 sgemm-microbench: $(READY)
 	mkdir -p build
-	$(PROFILING_CXX) bench/profiling/sgemm_microbench.cpp csrc/cpu/sgemm.cpp csrc/cpu/cpu_isa.cpp $(PROFILING_LIBS) \
+	$(PROFILING_CXX) bench/profiling/sgemm_microbench.cpp csrc/cpu/sgemm.cpp csrc/cpu/buffer_pool.cpp csrc/cpu/cpu_isa.cpp $(PROFILING_LIBS) \
 	  -o build/sgemm_microbench
 	build/sgemm_microbench $(THREADS)
 
 pointwise-microbench: $(READY)
 	mkdir -p build
 	$(PROFILING_CXX) bench/profiling/pointwise_microbench.cpp csrc/cpu/cell_pointwise.cpp \
-	  csrc/cpu/sgemm.cpp csrc/cpu/cpu_isa.cpp $(PROFILING_LIBS) -o build/pointwise_microbench
+	  csrc/cpu/sgemm.cpp csrc/cpu/buffer_pool.cpp csrc/cpu/cpu_isa.cpp $(PROFILING_LIBS) -o build/pointwise_microbench
 	build/pointwise_microbench
 
 clean:

@@ -18,6 +18,9 @@ CALLS_PER_THREAD = 3
 MODULES = {
     "LSTM": (fused_rnn.LSTM, dict(input_size=24, hidden_size=48, num_layers=2, bidirectional=True)),
     "LSTM-proj": (fused_rnn.LSTM, dict(input_size=24, hidden_size=48, proj_size=16)),
+    # float32 W_hh packed is 256 KB: its buffer comes from the CPU buffer pool (buffer_pool.h),
+    # which concurrent calls share
+    "LSTM-H128": (fused_rnn.LSTM, dict(input_size=24, hidden_size=128)),
     "GRU": (fused_rnn.GRU, dict(input_size=24, hidden_size=48, num_layers=2)),
     "RNN-relu": (fused_rnn.RNN, dict(input_size=24, hidden_size=48, nonlinearity="relu", bidirectional=True)),
     "LSTMCell": (fused_rnn.LSTMCell, dict(input_size=24, hidden_size=48)),
