@@ -3,6 +3,8 @@
 // and every device. A Backend supplies the per-step primitives:
 //   kProjectionChunkBytes                             workspace bytes per chunk of input projection
 //                                                     when no workspace is kept (inference)
+//   scratch(sizes, options)                           an uninitialised temporary that never
+//                                                     leaves the op call (CPU: a pooled buffer)
 //   prepare_weight<T>(W, rows, cols, transpose)       W (rows, cols) as GEMM operand op(W) =
 //                                                     W^T or W, prepared once per call
 //   gemm_weight<T>(M, A, lda, weight, beta, C, ldc, bias = nullptr)
@@ -102,7 +104,8 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
                                                                 std::max<int64_t>(1, WH * sizeof(T))));
   LayerForwardResult out;
   out.workspace = at::empty({a.keep_workspace ? R : 0, WH}, a.input.options());
-  const at::Tensor chunk_buffer = a.keep_workspace ? out.workspace : at::empty({chunk_rows, WH}, a.input.options());
+  const at::Tensor chunk_buffer =
+      a.keep_workspace ? out.workspace : Backend::scratch({chunk_rows, WH}, a.input.options());
   out.output = at::empty({R, P}, a.input.options());
   out.h_n = a.h0.clone();  // the state buffer: rows stop changing when their sequence ends
   if (Cell::kHasCellState) out.c_n = a.c0.clone();
@@ -117,8 +120,8 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
 
   const int64_t N = a.h0.size(0);
   at::Tensor hidden_gates, h_unprojected;
-  if (Cell::kHiddenGatesApart) hidden_gates = at::empty({N, GH}, a.input.options());
-  if (projected) h_unprojected = at::empty({N, H}, a.input.options());
+  if (Cell::kHiddenGatesApart) hidden_gates = Backend::scratch({N, GH}, a.input.options());
+  if (projected) h_unprojected = Backend::scratch({N, H}, a.input.options());
 
   T* ws = chunk_buffer.template data_ptr<T>();
   int64_t ws_first_row = 0;  // the packed row whose workspace row is ws[0]
@@ -254,12 +257,12 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
   PhaseClock clock;
   const bool same_batch = plan.steps() > 0 && std::all_of(plan.batch.begin(), plan.batch.end(),
                                                           [&](int64_t b) { return b == plan.batch[0]; });
-  at::Tensor dgates = at::empty({R, GH}, opts);
-  at::Tensor dgates_hidden = Cell::kHiddenGatesApart ? at::empty({R, GH}, opts) : dgates;
-  at::Tensor h_prev_all = same_batch ? at::Tensor() : at::empty({R, P}, opts);
-  at::Tensor c_prev_all = Cell::kHasCellState && !same_batch ? at::empty({R, H}, opts) : at::Tensor();
-  at::Tensor dh_all = projected ? at::empty({R, P}, opts) : at::Tensor();
-  at::Tensor dh_unprojected = projected ? at::empty({a.h0.size(0), H}, opts) : at::Tensor();
+  at::Tensor dgates = Backend::scratch({R, GH}, opts);
+  at::Tensor dgates_hidden = Cell::kHiddenGatesApart ? Backend::scratch({R, GH}, opts) : dgates;
+  at::Tensor h_prev_all = same_batch ? at::Tensor() : Backend::scratch({R, P}, opts);
+  at::Tensor c_prev_all = Cell::kHasCellState && !same_batch ? Backend::scratch({R, H}, opts) : at::Tensor();
+  at::Tensor dh_all = projected ? Backend::scratch({R, P}, opts) : at::Tensor();
+  at::Tensor dh_unprojected = projected ? Backend::scratch({a.h0.size(0), H}, opts) : at::Tensor();
   const at::Tensor zero_row = projected ? at::zeros({H}, opts) : at::Tensor();
 
   const T* ws = workspace.template data_ptr<T>();

@@ -24,25 +24,28 @@ BufferPool& pool() {
 
 bool is_free(const at::Tensor& buffer) { return buffer.use_count() == 1 && buffer.storage().use_count() == 1; }
 
-int64_t bytes_of(const at::Tensor& buffer) { return buffer.numel() * static_cast<int64_t>(sizeof(float)); }
+int64_t bytes_of(const at::Tensor& buffer) { return buffer.numel() * static_cast<int64_t>(buffer.element_size()); }
 
 }  // namespace
 
-at::Tensor pooled_buffer(int64_t floats) {
-  const int64_t want = std::max<int64_t>(floats, 1);
-  const int64_t want_bytes = want * static_cast<int64_t>(sizeof(float));
-  if (want_bytes < kBufferPoolMinBytes || want_bytes > kBufferPoolBytes) return at::empty({want}, at::kFloat);
+at::Tensor pooled_buffer(at::IntArrayRef sizes, at::ScalarType dtype) {
+  const int64_t want = c10::multiply_integers(sizes);
+  const int64_t want_bytes = want * static_cast<int64_t>(c10::elementSize(dtype));
+  if (want_bytes < kBufferPoolMinBytes || want_bytes > kBufferPoolBytes) return at::empty(sizes, dtype);
   BufferPool& p = pool();
   std::lock_guard<std::mutex> lock(p.mutex);
   // The smallest free buffer that fits, so that large ones stay for large requests.
   const at::Tensor* best = nullptr;
   for (const at::Tensor& buffer : p.buffers) {
-    if (buffer.numel() >= want && is_free(buffer) && (!best || buffer.numel() < best->numel())) best = &buffer;
+    if (buffer.scalar_type() == dtype && buffer.numel() >= want && is_free(buffer) &&
+        (!best || buffer.numel() < best->numel())) {
+      best = &buffer;
+    }
   }
-  if (best) return best->narrow(0, 0, want);
+  if (best) return best->narrow(0, 0, want).view(sizes);
   // None fits: free buffers make room, smallest first, until the new one fits the budget.
   std::sort(p.buffers.begin(), p.buffers.end(),
-            [](const at::Tensor& a, const at::Tensor& b) { return a.numel() < b.numel(); });
+            [](const at::Tensor& a, const at::Tensor& b) { return bytes_of(a) < bytes_of(b); });
   for (auto it = p.buffers.begin(); it != p.buffers.end() && p.bytes + want_bytes > kBufferPoolBytes;) {
     if (is_free(*it)) {
       p.bytes -= bytes_of(*it);
@@ -51,12 +54,12 @@ at::Tensor pooled_buffer(int64_t floats) {
       ++it;
     }
   }
-  at::Tensor buffer = at::empty({want}, at::kFloat);
+  at::Tensor buffer = at::empty({want}, dtype);
   if (p.bytes + want_bytes <= kBufferPoolBytes) {
     p.buffers.push_back(buffer);
     p.bytes += want_bytes;
   }
-  return buffer;
+  return buffer.view(sizes);
 }
 
 }  // namespace fused_rnn

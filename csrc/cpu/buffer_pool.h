@@ -1,6 +1,7 @@
 #pragma once
-// Float32 buffers that outlive the op call that used them, for the CPU kernels' internal
-// temporaries whose size repeats from call to call (the packed weights of sgemm.h).
+// Buffers that outlive the op call that used them, for the CPU kernels' internal
+// temporaries whose size repeats from call to call: the packed weights of sgemm.h, the
+// backward's gate gradients, the inference projection's chunk (CpuBackend::scratch).
 //
 // Why: glibc serves a block above its mmap threshold (128 KB at first) with fresh pages
 // and trims freed memory at the top of its heap back to the kernel, so a buffer of a
@@ -14,13 +15,14 @@
 
 namespace fused_rnn {
 
-// A contiguous float32 CPU tensor of at least `floats` elements (contents undefined), taken
-// from the pool where a free buffer fits. A pooled buffer is free again once every tensor
-// sharing it is gone. The pool keeps at most kBufferPoolBytes; requests below
-// kBufferPoolMinBytes, which glibc serves from its heap bins, bypass it.
-at::Tensor pooled_buffer(int64_t floats);
+// A contiguous CPU tensor of these sizes and dtype (contents undefined), taken from the pool
+// where a free buffer of the dtype is large enough. A pooled buffer is free again once
+// every tensor sharing its storage is gone, so never hand one out of the op. The pool keeps
+// at most kBufferPoolBytes; requests below kBufferPoolMinBytes, which glibc serves from its
+// heap bins, bypass it.
+at::Tensor pooled_buffer(at::IntArrayRef sizes, at::ScalarType dtype);
 
-constexpr int64_t kBufferPoolBytes = int64_t(32) << 20;
+constexpr int64_t kBufferPoolBytes = int64_t(64) << 20;
 constexpr int64_t kBufferPoolMinBytes = int64_t(64) << 10;
 
 }  // namespace fused_rnn

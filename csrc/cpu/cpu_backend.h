@@ -13,6 +13,7 @@
 
 #include "../cell_math.h"
 #include "../gemm_edge_cases.h"
+#include "buffer_pool.h"
 #include "cpu_isa.h"
 #include "cell_pointwise.h"
 #include "sgemm.h"
@@ -231,6 +232,13 @@ struct CpuBackend {
   // Inference: input projection per chunk of steps (sequence_loop.h), small enough to stay
   // in the L3 cache (32 MB, shared) until its steps read it.
   static constexpr int64_t kProjectionChunkBytes = int64_t(4) << 20;
+
+  // Temporaries of the sequence loops come from the buffer pool: allocated and freed by
+  // glibc on every call, the backward's gate gradients (3.3 MB at LSTM (200, 16, 64, 64))
+  // were page-faulted in anew on most calls (buffer_pool.h).
+  static at::Tensor scratch(at::IntArrayRef sizes, const at::TensorOptions& options) {
+    return pooled_buffer(sizes, options.dtype().toScalarType());
+  }
 
   template <class F>
   static void dispatch(at::ScalarType dtype, const char* name, F&& f) {

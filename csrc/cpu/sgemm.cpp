@@ -281,7 +281,7 @@ PackedMatrix pack(const float* data, int64_t k_stride, int64_t n_stride, int64_t
   packed.K = K;
   packed.N = N;
   const int64_t panels = (N + kPanel - 1) / kPanel;
-  packed.storage = pooled_buffer(panels * K * kPanel);
+  packed.storage = pooled_buffer({std::max<int64_t>(panels * K * kPanel, 1)}, at::kFloat);
   float* out = packed.storage.data_ptr<float>();
   packed.data = out;
   packed.panel_stride = K * kPanel;

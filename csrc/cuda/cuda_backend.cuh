@@ -142,6 +142,11 @@ struct CudaBackend {
   // allocator reuses the buffer without page faults.
   static constexpr int64_t kProjectionChunkBytes = INT64_MAX;
 
+  // The caching allocator already reuses freed blocks.
+  static at::Tensor scratch(at::IntArrayRef sizes, const at::TensorOptions& options) {
+    return at::empty(sizes, options);
+  }
+
   template <class F>
   static void dispatch(at::ScalarType dtype, const char* name, F&& f) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "fused_rnn",
