@@ -15,6 +15,11 @@
 //   prepare_recurrent_weight<T>(W_hh, G, H, P), recurrent_step<Cell, T>(...)
 //                                                     one step: recurrent GEMM + pointwise step
 //   run_recurrent_loop, run_recurrent_backward_loop   optionally, a whole time loop at once
+//   projects_in_loop<T>(row_steps, N, w_ih, w_hh, H, P, projected)
+//                                                     inference: whether run_recurrent_loop,
+//                                                     given w_ih and the bias, projects each
+//                                                     step's input rows itself
+//                                                     (RecurrentStep::input)
 //   copy_rows<T>(dst, dst_ld, src, src_ld, rows, cols)
 //   add_rows<T>(dst, a, a_ld, b, b_ld, rows, cols)      dst contiguous (rows, cols)
 //   forward_step<Cell, T>(ForwardStep, rows, H) / backward_step<Cell, T>(BackwardStep, rows, H)
@@ -78,6 +83,7 @@ struct RecurrentStep {
   int64_t target_ld;
   bool accumulate;
   T* output;
+  const T* input;  // (rows, I) the step's input rows, for a loop that projects them itself
 };
 
 template <class Backend, class Cell, typename T>
@@ -98,11 +104,25 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
   // first touch cost as much as a third of the call (LSTM T=200, N=64, H=256, perf). With
   // a kept workspace (training) there is one chunk, the whole sequence.
   PhaseClock clock;
+  const int64_t N = a.h0.size(0);
+  // The input projection's bias. LSTM and RNN fold b_hh in here too; GRU adds b_hh inside
+  // the step because r multiplies it.
+  at::Tensor bias;
+  if (a.b_ih.defined()) {
+    bias = (Cell::kHiddenGatesApart || !a.b_hh.defined()) ? a.b_ih : (a.b_ih + a.b_hh).contiguous();
+  }
+  const T* bias_data = bias.defined() ? bias.template data_ptr<T>() : nullptr;
+  const auto w_ih = Backend::template prepare_weight<T>(a.w_ih.template data_ptr<T>(), GH, I, true);
+  const auto w_hh = Backend::template prepare_recurrent_weight<T>(a.w_hh.template data_ptr<T>(), G, H, P);
+  // Inference where the loop projects each step itself needs one step's workspace rows.
+  const bool in_loop =
+      !a.keep_workspace && Backend::template projects_in_loop<T>(R, N, w_ih, w_hh, H, P, projected);
+
+  LayerForwardResult out;
   const int64_t chunk_rows =
       a.keep_workspace ? R
-                       : std::min(R, std::max(a.h0.size(0), Backend::kProjectionChunkBytes /
-                                                                std::max<int64_t>(1, WH * sizeof(T))));
-  LayerForwardResult out;
+      : in_loop        ? std::min(R, N)
+                       : std::min(R, std::max(N, Backend::kProjectionChunkBytes / std::max<int64_t>(1, WH * sizeof(T))));
   out.workspace = at::empty({a.keep_workspace ? R : 0, WH}, a.input.options());
   const at::Tensor chunk_buffer =
       a.keep_workspace ? out.workspace : Backend::scratch({chunk_rows, WH}, a.input.options());
@@ -110,15 +130,6 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
   out.h_n = a.h0.clone();  // the state buffer: rows stop changing when their sequence ends
   if (Cell::kHasCellState) out.c_n = a.c0.clone();
 
-  // The input projection's bias. LSTM and RNN fold b_hh in here too; GRU adds b_hh inside
-  // the step because r multiplies it.
-  at::Tensor bias;
-  if (a.b_ih.defined()) {
-    bias = (Cell::kHiddenGatesApart || !a.b_hh.defined()) ? a.b_ih : (a.b_ih + a.b_hh).contiguous();
-  }
-  const auto w_ih = Backend::template prepare_weight<T>(a.w_ih.template data_ptr<T>(), GH, I, true);
-
-  const int64_t N = a.h0.size(0);
   at::Tensor hidden_gates, h_unprojected;
   if (Cell::kHiddenGatesApart) hidden_gates = Backend::scratch({N, GH}, a.input.options());
   if (projected) h_unprojected = Backend::scratch({N, H}, a.input.options());
@@ -128,7 +139,6 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
   T* output = out.output.template data_ptr<T>();
   T* h_state = out.h_n.template data_ptr<T>();
   T* c_state = Cell::kHasCellState ? out.c_n.template data_ptr<T>() : nullptr;
-  const auto w_hh = Backend::template prepare_recurrent_weight<T>(a.w_hh.template data_ptr<T>(), G, H, P);
   const auto w_hr = Backend::template prepare_weight<T>(projected ? a.w_hr.template data_ptr<T>() : nullptr,
                                                         projected ? P : 0, H, true);
   T* hidden = Cell::kHiddenGatesApart ? hidden_gates.template data_ptr<T>() : nullptr;
@@ -140,7 +150,9 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
     const int64_t t = plan.time_of(s);
     RecurrentStep<T> spec{};
     spec.rows = plan.batch[t];
-    T* ws_t = ws + (plan.offset[t] - ws_first_row) * WH;
+    // Inference projecting in the loop reuses one step's rows (ws_first_row stays 0 then).
+    T* ws_t = ws + (in_loop && !a.keep_workspace ? 0 : plan.offset[t] - ws_first_row) * WH;
+    spec.input = a.input.template data_ptr<T>() + plan.offset[t] * I;
     spec.output = output + plan.offset[t] * P;
     spec.step.ws = ws_t;
     spec.step.ws_ld = WH;
@@ -160,10 +172,16 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
     spec.accumulate = !Cell::kHiddenGatesApart;
     return spec;
   };
+  if (in_loop) {
+    clock.lap(Phase::kForwardSetup);
+    const bool ran = Backend::template run_recurrent_loop<Cell, T>(plan.steps(), w_hh, h_state, H, P, N, projected,
+                                                                   step_at, &w_ih, bias_data);
+    TORCH_INTERNAL_ASSERT(ran, "layer_forward: the loop that projects its input did not run");
+  }
   // Chunks of whole steps, at most chunk_rows rows each (chunk_rows >= N, so every step
   // fits). A chunk's steps are one contiguous range of times, hence of packed rows, in
   // either direction.
-  for (int64_t s0 = 0; s0 < plan.steps();) {
+  for (int64_t s0 = 0; s0 < plan.steps() && !in_loop;) {
     int64_t s1 = s0, rows = 0;
     while (s1 < plan.steps() && rows + plan.batch[plan.time_of(s1)] <= chunk_rows) {
       rows += plan.batch[plan.time_of(s1++)];
@@ -173,7 +191,7 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
     clock.lap(s0 == 0 ? Phase::kForwardSetup : Phase::kForwardLoop);
     // The input projection of the chunk, bias included.
     Backend::template gemm_weight<T>(rows, a.input.template data_ptr<T>() + ws_first_row * I, I, w_ih, 0, ws, WH,
-                                     bias.defined() ? bias.template data_ptr<T>() : nullptr);
+                                     bias_data);
     clock.lap(Phase::kForwardProjection);
     auto chunk_step_at = [&, s0](int64_t s) { return step_at(s0 + s); };
     if (!Backend::template run_recurrent_loop<Cell, T>(s1 - s0, w_hh, h_state, H, P, N, projected, chunk_step_at)) {

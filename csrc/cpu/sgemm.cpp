@@ -395,11 +395,11 @@ void gemm(int64_t M, const MatrixView& A, const PackedMatrix& B, bool accumulate
 
 void gemm_panels(int64_t M, int64_t step_rows, const MatrixView& A, const PackedMatrix* Bs, int64_t count,
                  int64_t c_stride, int64_t p0, int64_t p1, bool accumulate, float* C, int64_t ldc,
-                 PanelDone panel_done, bool descending) {
+                 PanelDone panel_done, bool descending, const float* bias) {
   p1 = std::min(p1, Bs[0].panels());
   if (M == 0 || p1 <= p0 || count == 0) return;
   TORCH_INTERNAL_ASSERT(M <= step_rows, "gemm_panels: a call's rows are part of its step's");
-  run_tiles(M, A, Bs, count, c_stride, p0, p1 - p0, 0, row_chunks(M).count * (p1 - p0), accumulate, C, ldc, nullptr,
+  run_tiles(M, A, Bs, count, c_stride, p0, p1 - p0, 0, row_chunks(M).count * (p1 - p0), accumulate, C, ldc, bias,
             /*interleaved=*/step_rows <= kInterleavedSumsMaxRows, panel_done, descending);
 }
 

@@ -64,15 +64,16 @@ constexpr int64_t kInterleavedSumsMaxRows = 3;
 // A times each of `count` same-shaped matrices Bs[i] into C + i * c_stride, restricted to
 // panels [p0, p1) (columns [32 p0, 32 p1)), on the calling thread: for callers that split
 // the columns, or the rows, of a time step's product over threads themselves. step_rows:
-// the step's rows, of which A's M rows are some (M = step_rows unless the rows were split);
-// a row's rounding depends on it alone, not on the split. panel_done, if given, lets the
-// caller consume those columns of every C while they are still in L1. descending: the
+// the rows of the product (usually the step's) of which A's M rows are some (M = step_rows
+// unless the rows were split); a row's rounding depends on it alone, not on the split.
+// panel_done, if given, lets the caller consume those columns of every C while they are
+// still in L1. descending: the
 // panels (and the matrices of each) in reverse order, for time loops that alternate the
 // order every step, so that the B data read last, still in L1, is read first next step.
-// The order changes no value.
+// The order changes no value. bias: as gemm's (accumulate false only).
 void gemm_panels(int64_t M, int64_t step_rows, const MatrixView& A, const PackedMatrix* Bs, int64_t count,
                  int64_t c_stride, int64_t p0, int64_t p1, bool accumulate, float* C, int64_t ldc,
-                 PanelDone panel_done = nullptr, bool descending = false);
+                 PanelDone panel_done = nullptr, bool descending = false, const float* bias = nullptr);
 
 // Whether a product of this many flops pays for a parallel region.
 bool worth_threads(int64_t flops);

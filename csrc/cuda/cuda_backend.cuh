@@ -225,10 +225,19 @@ struct CudaBackend {
 
   // Small batches: the whole forward loop in one persistent launch (persistent_forward.cuh).
   // Elsewhere false, and sequence_loop.h runs its per-step loop of cuBLAS + pointwise kernel.
+  // w_ih: never given (projects_in_loop is false here).
   template <class Cell, typename T, class StepAt>
   static bool run_recurrent_loop(int64_t steps, const Weight<T>& w_hh, T* h_state, int64_t H, int64_t P, int64_t N,
-                                 bool projected, StepAt&& step_at) {
+                                 bool projected, StepAt&& step_at, const Weight<T>* w_ih = nullptr,
+                                 const T* = nullptr) {
+    TORCH_INTERNAL_ASSERT(!w_ih, "run_recurrent_loop: the CUDA loops do not project their input");
     return persistent::run_forward<Cell, T>(steps, w_hh.data, h_state, H, P, N, projected, step_at);
+  }
+
+  // The input projection is one GEMM before the loop (sequence_loop.h).
+  template <typename T>
+  static bool projects_in_loop(int64_t, int64_t, const Weight<T>&, const Weight<T>&, int64_t, int64_t, bool) {
+    return false;
   }
 
   template <class Cell, typename T, class StepAt, class Sums>
