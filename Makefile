@@ -12,7 +12,7 @@ BUILT := fused_rnn/.build-stamp
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: all build test bench sanitize sgemm-microbench pointwise-microbench clean
+.PHONY: all build test bench sanitize sgemm-microbench pointwise-microbench memcpy-probe clean
 SAN := build/sanitize
 
 all: build
@@ -85,6 +85,11 @@ pointwise-microbench: $(READY)
 	$(PROFILING_CXX) bench/profiling/pointwise_microbench.cpp csrc/cpu/cell_pointwise.cpp \
 	  csrc/cpu/sgemm.cpp csrc/cpu/buffer_pool.cpp csrc/cpu/cpu_isa.cpp $(PROFILING_LIBS) -o build/pointwise_microbench
 	build/pointwise_microbench
+
+memcpy-probe:
+	mkdir -p build
+	$(CXX) -O2 bench/profiling/memcpy_probe.cpp -o build/memcpy_probe
+	build/memcpy_probe
 
 clean:
 	rm -rf build fused_rnn/_C*.so $(BUILT) *.egg-info
