@@ -98,11 +98,6 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
   const bool projected = a.w_hr.defined();
   const StepPlan plan(a.batch_sizes, a.reverse);
 
-  // Without a kept workspace, the input projection runs chunk by chunk into a buffer of
-  // one chunk, each chunk just before its steps: a long sequence's whole workspace is
-  // tens of MB, which the allocator maps fresh on every call, and the page faults of that
-  // first touch cost as much as a third of the call (LSTM T=200, N=64, H=256, perf). With
-  // a kept workspace (training) there is one chunk, the whole sequence.
   PhaseClock clock;
   const int64_t N = a.h0.size(0);
   // The input projection's bias. LSTM and RNN fold b_hh in here too; GRU adds b_hh inside
@@ -114,15 +109,20 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
   const T* bias_data = bias.defined() ? bias.template data_ptr<T>() : nullptr;
   const auto w_ih = Backend::template prepare_weight<T>(a.w_ih.template data_ptr<T>(), GH, I, true);
   const auto w_hh = Backend::template prepare_recurrent_weight<T>(a.w_hh.template data_ptr<T>(), G, H, P);
-  // Inference where the loop projects each step itself needs one step's workspace rows.
   const bool in_loop =
       !a.keep_workspace && Backend::template projects_in_loop<T>(R, N, w_ih, w_hh, H, P, projected);
 
+  // Without a kept workspace, the input projection runs chunk by chunk into a buffer of
+  // one chunk, each chunk just before its steps: a long sequence's whole workspace is
+  // tens of MB, which the allocator maps fresh on every call, and the page faults of that
+  // first touch cost as much as a third of the call (LSTM T=200, N=64, H=256, perf). With
+  // a kept workspace (training) there is one chunk, the whole sequence; where the loop
+  // projects each step itself (inference, projects_in_loop), one step's rows.
   LayerForwardResult out;
-  const int64_t chunk_rows =
-      a.keep_workspace ? R
-      : in_loop        ? std::min(R, N)
-                       : std::min(R, std::max(N, Backend::kProjectionChunkBytes / std::max<int64_t>(1, WH * sizeof(T))));
+  const int64_t projection_chunk_rows = Backend::kProjectionChunkBytes / std::max<int64_t>(1, WH * sizeof(T));
+  const int64_t chunk_rows = a.keep_workspace ? R
+                             : in_loop        ? std::min(R, N)
+                                              : std::min(R, std::max(N, projection_chunk_rows));
   out.workspace = at::empty({a.keep_workspace ? R : 0, WH}, a.input.options());
   const at::Tensor chunk_buffer =
       a.keep_workspace ? out.workspace : Backend::scratch({chunk_rows, WH}, a.input.options());

@@ -177,11 +177,6 @@ constexpr int64_t kRowSplitMinRows = 4;                         // rows per thre
 constexpr int64_t kRowSplitMaxWeightBytesForward = 1 << 19;     // W_hh bytes, at most
 constexpr int64_t kRowSplitMaxWeightBytesBackward = 1 << 20;
 
-// Runs body(RowRange) on every thread of ONE parallel region, contiguous batch rows per
-// thread, split so that each thread gets about the same number of active row-steps (rows
-// of packed sequences end at different steps; step_at(s).rows are step s's active rows).
-// Returns false, running nothing, where the split does not apply or pay (weight_bytes of
-// W_hh above max_weight_bytes among them).
 // The threads of a split by rows (in_one_region_by_rows) of `total` active row-steps, or 0
 // where it does not apply or pay.
 inline int64_t row_split_threads(int64_t rows, int64_t total, int64_t weight_bytes, int64_t max_weight_bytes,
@@ -191,6 +186,11 @@ inline int64_t row_split_threads(int64_t rows, int64_t total, int64_t weight_byt
   return sgemm::worth_threads(total * flops_per_row_step) ? threads : 0;
 }
 
+// Runs body(RowRange) on every thread of ONE parallel region, contiguous batch rows per
+// thread, split so that each thread gets about the same number of active row-steps (rows
+// of packed sequences end at different steps; step_at(s).rows are step s's active rows).
+// Returns false, running nothing, where the split does not apply or pay (weight_bytes of
+// W_hh above max_weight_bytes among them).
 template <class StepAt, class Body>
 bool in_one_region_by_rows(int64_t steps, int64_t rows, StepAt&& step_at, int64_t weight_bytes,
                            int64_t max_weight_bytes, int64_t flops_per_row_step, Body&& body) {
@@ -374,10 +374,10 @@ struct CpuBackend {
 
   // The whole forward time loop in ONE parallel region, instead of one region per step.
   // Where in_one_region_by_rows applies, each thread runs every step for its own batch rows
-  // and the threads never meet; given w_ih (projects_in_loop), it also projects the step's
-  // input rows (spec.input) into the workspace first, bias included. Otherwise each thread owns a range of hidden units for
-  // every step (its GEMM columns and its pointwise units) and the threads meet at one
-  // barrier per step. The state is double
+  // and the threads never meet; given w_ih (projects_in_loop), each also projects its rows
+  // of the step's input (spec.input) into the workspace first, bias included. Otherwise
+  // each thread owns a range of hidden units for every step (its GEMM columns and its
+  // pointwise units) and the threads meet at one barrier per step. The state is double
   // buffered: step s reads states[s % 2] (every unit, in the GEMM) while each thread writes
   // its own units of states[(s + 1) % 2], so the barrier after the step is the only one
   // needed (with one buffer a second barrier had to separate the reads from the update).
@@ -410,8 +410,8 @@ struct CpuBackend {
               if (r1 <= mine.r0) continue;  // no barrier in this loop: threads may differ here
               if (w_ih) {
                 const int64_t I = w_ih->cols;
-                sgemm::gemm_panels(r1 - mine.r0, projection_rows, {spec.input + mine.r0 * I, I, 1}, &w_ih->packed, 1, 0, 0,
-                                    w_ih->packed.panels(), false, spec.step.ws + mine.r0 * spec.step.ws_ld,
+                sgemm::gemm_panels(r1 - mine.r0, projection_rows, {spec.input + mine.r0 * I, I, 1}, &w_ih->packed,
+                                    1, 0, 0, w_ih->packed.panels(), false, spec.step.ws + mine.r0 * spec.step.ws_ld,
                                     spec.step.ws_ld, nullptr, false, bias);
               }
               sgemm::gemm_panels(r1 - mine.r0, spec.rows, {h_state + mine.r0 * P, P, 1}, w.per_gate.data(), G, H, 0,
