@@ -144,6 +144,7 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
   T* hidden = Cell::kHiddenGatesApart ? hidden_gates.template data_ptr<T>() : nullptr;
   const at::Tensor b_hh = Cell::kHiddenGatesApart && !a.b_hh.defined() ? at::zeros({GH}, a.input.options()) : a.b_hh;
   T* h_pre = projected ? h_unprojected.template data_ptr<T>() : nullptr;
+  const T* input = a.input.template data_ptr<T>();
 
   // Everything one step needs, as pointers; a pure function of s.
   auto step_at = [&](int64_t s) {
@@ -152,7 +153,7 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
     spec.rows = plan.batch[t];
     // Inference projecting in the loop reuses one step's rows (ws_first_row stays 0 then).
     T* ws_t = ws + (in_loop && !a.keep_workspace ? 0 : plan.offset[t] - ws_first_row) * WH;
-    spec.input = a.input.template data_ptr<T>() + plan.offset[t] * I;
+    spec.input = input + plan.offset[t] * I;
     spec.output = output + plan.offset[t] * P;
     spec.step.ws = ws_t;
     spec.step.ws_ld = WH;

@@ -177,13 +177,11 @@ constexpr int64_t kRowSplitMinRows = 4;                         // rows per thre
 constexpr int64_t kRowSplitMaxWeightBytesForward = 1 << 19;     // W_hh bytes, at most
 constexpr int64_t kRowSplitMaxWeightBytesBackward = 1 << 20;
 
-// The threads of a split by rows (in_one_region_by_rows) of `total` active row-steps, or 0
-// where it does not apply or pay.
-inline int64_t row_split_threads(int64_t rows, int64_t total, int64_t weight_bytes, int64_t max_weight_bytes,
-                                 int64_t flops_per_row_step) {
+// The threads a split by rows (in_one_region_by_rows) would use, or 0 where it does not
+// apply; whether it pays is worth_threads(row-steps * flops per row-step).
+inline int64_t row_split_threads(int64_t rows, int64_t weight_bytes, int64_t max_weight_bytes) {
   const int64_t threads = std::min<int64_t>(at::get_num_threads(), rows / kRowSplitMinRows);
-  if (threads < 2 || weight_bytes > max_weight_bytes || at::in_parallel_region()) return 0;
-  return sgemm::worth_threads(total * flops_per_row_step) ? threads : 0;
+  return threads < 2 || weight_bytes > max_weight_bytes || at::in_parallel_region() ? 0 : threads;
 }
 
 // Runs body(RowRange) on every thread of ONE parallel region, contiguous batch rows per
@@ -194,6 +192,8 @@ inline int64_t row_split_threads(int64_t rows, int64_t total, int64_t weight_byt
 template <class StepAt, class Body>
 bool in_one_region_by_rows(int64_t steps, int64_t rows, StepAt&& step_at, int64_t weight_bytes,
                            int64_t max_weight_bytes, int64_t flops_per_row_step, Body&& body) {
+  const int64_t threads = row_split_threads(rows, weight_bytes, max_weight_bytes);
+  if (threads == 0) return false;
   std::vector<int64_t> active(rows, 0);  // steps at which each row is active
   int64_t total = 0;
   for (int64_t s = 0; s < steps; ++s) {
@@ -201,8 +201,7 @@ bool in_one_region_by_rows(int64_t steps, int64_t rows, StepAt&& step_at, int64_
     for (int64_t r = 0; r < b; ++r) ++active[r];
     total += b;
   }
-  const int64_t threads = row_split_threads(rows, total, weight_bytes, max_weight_bytes, flops_per_row_step);
-  if (threads == 0) return false;
+  if (!sgemm::worth_threads(total * flops_per_row_step)) return false;
 #pragma omp parallel num_threads(threads)
   {
     // Row r goes to thread floor(n * (row-steps before r) / total): contiguous ranges.
@@ -242,8 +241,9 @@ struct CpuBackend {
   static constexpr int64_t kProjectionChunkBytes = int64_t(4) << 20;
 
   // Temporaries of the sequence loops come from the buffer pool: allocated and freed by
-  // glibc on every call, the backward's gate gradients (3.3 MB at LSTM (200, 16, 64, 64))
-  // were page-faulted in anew on most calls (buffer_pool.h).
+  // glibc on every call, the backward's gate gradients (26 MB at LSTM (100, 64, 256, 256))
+  // were page-faulted in anew: 5855 minor faults per forward+backward there before, none
+  // after (bench/profiling/page_faults.py; buffer_pool.h).
   static at::Tensor scratch(at::IntArrayRef sizes, const at::TensorOptions& options) {
     return pooled_buffer(sizes, options.dtype().toScalarType());
   }
@@ -354,8 +354,8 @@ struct CpuBackend {
   // writes its rows' pre-activations x_t W_ih^T + b just before the recurrent product adds
   // to them (the same products and rounding as the whole-sequence GEMM), so they stay in
   // its L1 instead of going out to L3 for a 4 MB chunk of steps and coming back, and the
-  // workspace is one step's rows. [A/B in one process, 20 alternating rounds, Zen 3,
-  // forward] LSTM (200, 16, 64, 64) 4.14 -> 3.87 ms (faster in 19 of 20 rounds), GRU
+  // workspace is one step's rows. [bench/profiling/ab_in_process.py with a temporary
+  // switch here, 20 rounds, Zen 3, forward] LSTM (200, 16, 64, 64) 4.14 -> 3.87 ms (faster in 19 of 20 rounds), GRU
   // (200, 16, 64, 64) 2.98 -> 2.66 (20 of 20), GRU (100, 16, 128, 128) 5.36 -> 5.00 (18);
   // but LSTM (100, 16, 128, 128), whose packed weights are 512 KB, 5.88 -> 6.11 (5 of 20):
   // every step then streams them from L3 where the chunk's GEMM reused them. Training keeps
@@ -369,7 +369,8 @@ struct CpuBackend {
     if (G == 0 || projected || !w_ih.packed.storage.defined()) return false;
     const int64_t weight_bytes = (w_ih.rows * w_ih.cols + G * H * P) * static_cast<int64_t>(sizeof(T));
     if (weight_bytes > kInLoopProjectionMaxWeightBytes) return false;
-    return row_split_threads(N, row_steps, G * H * P * sizeof(T), kRowSplitMaxWeightBytesForward, 2 * G * H * P) > 0;
+    return row_split_threads(N, G * H * P * sizeof(T), kRowSplitMaxWeightBytesForward) > 0 &&
+           sgemm::worth_threads(row_steps * 2 * G * H * P);
   }
 
   // The whole forward time loop in ONE parallel region, instead of one region per step.

@@ -188,7 +188,7 @@ FUSED_RNN_AVX512 void transpose16(const __m512 (&r)[16], __m512 (&o)[16]) {
 
 // One panel (columns [n0, n0 + kPanel)) of op(W) = W^T, for W whose rows (the columns of
 // op(W)) are contiguous along k: 16 x 16 blocks are loaded row-wise and transposed in
-// registers. The scalar loop below read one element per cycle, a tenth of a small
+// registers. The scalar loop this replaced read one element per cycle, a tenth of a small
 // layer's whole forward call (LSTM T=1 N=1 H=128: 33 of 96 us, perf).
 FUSED_RNN_AVX512 void pack_transposed_panel(const float* data, int64_t n_stride, int64_t K, int64_t N, int64_t n0,
                                             float* dst) {
@@ -234,9 +234,9 @@ FUSED_RNN_AVX2 void transpose8(const __m256 (&r)[8], __m256 (&o)[8]) {
   }
 }
 
-// pack_transposed_panel for AVX2, in 8 x 8 blocks; the last K % 8 k go one at a time. The
-// scalar loop took 61 us of an LSTM (1, 1, 128, 128) forward's 180 on the Zen 3 (the
-// packing of W_ih and W_hh, phase_times' setup).
+// pack_transposed_panel for AVX2, in 8 x 8 blocks; the last K % 8 k go one at a time. With
+// the scalar loop it replaced, the setup of an LSTM (1, 1, 128, 128) forward on the Zen 3
+// (mostly packing W_ih and W_hh) took 90-93 us, with it 50-57 (bench/README.md).
 FUSED_RNN_AVX2 void pack_transposed_panel_avx2(const float* data, int64_t n_stride, int64_t K, int64_t N, int64_t n0,
                                                float* dst) {
   const int64_t whole = K / 8 * 8;
