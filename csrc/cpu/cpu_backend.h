@@ -189,6 +189,17 @@ inline int64_t row_split_threads(int64_t rows, int64_t weight_bytes, int64_t max
 // of packed sequences end at different steps; step_at(s).rows are step s's active rows).
 // Returns false, running nothing, where the split does not apply or pay (weight_bytes of
 // W_hh above max_weight_bytes among them).
+// Asks for the `count` contiguous values at p to be brought into L1. The in-loop projection
+// reads each step's input rows once, fresh from L3 or memory, and the hardware prefetcher
+// does not run ahead across steps, so the loop asks for the next step's rows a step ahead.
+// [ab_in_process, `--cell lstm gru --shapes 200,16,64 50,16,128 --mode forward --rounds
+// 30`] LSTM (200, 16, 64, 64) B/A 0.958 (25 of 30 rounds), GRU 0.972 (24 of 30).
+template <typename T>
+inline void prefetch_rows(const T* p, int64_t count) {
+  const char* const end = reinterpret_cast<const char*>(p + count);
+  for (const char* line = reinterpret_cast<const char*>(p); line < end; line += 64) __builtin_prefetch(line, 0, 3);
+}
+
 template <class StepAt, class Body>
 bool in_one_region_by_rows(int64_t steps, int64_t rows, StepAt&& step_at, int64_t weight_bytes,
                            int64_t max_weight_bytes, int64_t flops_per_row_step, Body&& body) {
@@ -411,6 +422,11 @@ struct CpuBackend {
               if (r1 <= mine.r0) continue;  // no barrier in this loop: threads may differ here
               if (w_ih) {
                 const int64_t I = w_ih->cols;
+                if (s + 1 < steps) {
+                  const auto next = step_at(s + 1);
+                  const int64_t next_rows = std::max<int64_t>(0, std::min(mine.r1, next.rows) - mine.r0);
+                  prefetch_rows(next.input + mine.r0 * I, next_rows * I);
+                }
                 sgemm::gemm_panels(r1 - mine.r0, projection_rows, {spec.input + mine.r0 * I, I, 1}, &w_ih->packed,
                                     1, 0, 0, w_ih->packed.panels(), false, spec.step.ws + mine.r0 * spec.step.ws_ld,
                                     spec.step.ws_ld, nullptr, false, bias);
