@@ -58,6 +58,7 @@ struct TileSet {
 // of the 32; with interleaved sums, up to 3 rows of 4 sums (24 accumulators).
 struct Avx512Tiles : Avx512Lanes {
   static constexpr int kTileColumns = 32, kRows = 12;
+  static constexpr int kPrefetchRowsAhead = 0;  // B prefetch measured on AVX2 only (see Avx2Tiles)
   static constexpr int kInterleavedTileColumns = 32, kInterleavedRows = 3, kSums = 4;
 };
 
@@ -71,6 +72,13 @@ struct Avx512Tiles : Avx512Lanes {
 // (M = 3, K = 256, N = 768: 34 GFLOP/s with those, 48 with these).
 struct Avx2Tiles : Avx2Lanes {
   static constexpr int kTileColumns = 16, kRows = 6;
+  // The tiles ask for B's rows 16 k ahead (2 KB of the panel) in software: the packed
+  // weights stream from L2 or L3, and the hardware did not keep the FMAs fed. [ab_in_process,
+  // a temporary switch, `--mode forward --rounds 8 --calls 2`] B/A at (100, 64, 256, 256)
+  // LSTM 0.955, GRU 0.903, RNN 0.896; at (50, 32, 512, 512) 0.881, 0.852, 0.872; forward+
+  // backward LSTM (50, 32, 512, 512) 0.927, (100, 64, 256, 256) 0.954, GRU 0.889; even at
+  // (200, 16, 64, 64) (20-30 rounds). 32 k ahead instead of 16: even or slower.
+  static constexpr int kPrefetchRowsAhead = 16;
   static constexpr int kInterleavedTileColumns = 32, kInterleavedRows = 1, kSums = 2;
 };
 
