@@ -184,11 +184,6 @@ inline int64_t row_split_threads(int64_t rows, int64_t weight_bytes, int64_t max
   return threads < 2 || weight_bytes > max_weight_bytes || at::in_parallel_region() ? 0 : threads;
 }
 
-// Runs body(RowRange) on every thread of ONE parallel region, contiguous batch rows per
-// thread, split so that each thread gets about the same number of active row-steps (rows
-// of packed sequences end at different steps; step_at(s).rows are step s's active rows).
-// Returns false, running nothing, where the split does not apply or pay (weight_bytes of
-// W_hh above max_weight_bytes among them).
 // Asks for the `count` contiguous values at p to be brought into L1. The in-loop projection
 // reads each step's input rows once, fresh from L3 or memory, and the hardware prefetcher
 // does not run ahead across steps, so the loop asks for the next step's rows a step ahead.
@@ -200,6 +195,11 @@ inline void prefetch_rows(const T* p, int64_t count) {
   for (const char* line = reinterpret_cast<const char*>(p); line < end; line += 64) __builtin_prefetch(line, 0, 3);
 }
 
+// Runs body(RowRange) on every thread of ONE parallel region, contiguous batch rows per
+// thread, split so that each thread gets about the same number of active row-steps (rows
+// of packed sequences end at different steps; step_at(s).rows are step s's active rows).
+// Returns false, running nothing, where the split does not apply or pay (weight_bytes of
+// W_hh above max_weight_bytes among them).
 template <class StepAt, class Body>
 bool in_one_region_by_rows(int64_t steps, int64_t rows, StepAt&& step_at, int64_t weight_bytes,
                            int64_t max_weight_bytes, int64_t flops_per_row_step, Body&& body) {
