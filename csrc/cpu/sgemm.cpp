@@ -77,7 +77,7 @@ struct Avx2Tiles : Avx2Lanes {
   // a temporary switch, `--mode forward --rounds 8 --calls 2`] B/A at (100, 64, 256, 256)
   // LSTM 0.955, GRU 0.903, RNN 0.896; at (50, 32, 512, 512) 0.881, 0.852, 0.872; forward+
   // backward LSTM (50, 32, 512, 512) 0.927, (100, 64, 256, 256) 0.954, GRU 0.889; even at
-  // (200, 16, 64, 64) (20-30 rounds). 32 k ahead instead of 16: even or slower.
+  // (200, 16, 64, 64) (20-30 rounds). 8 or 32 k ahead instead of 16: even or slower.
   static constexpr int kPrefetchRowsAhead = 16;
   static constexpr int kInterleavedTileColumns = 32, kInterleavedRows = 1, kSums = 2;
 };
