@@ -366,8 +366,9 @@ struct CpuBackend {
   // to them (the same products and rounding as the whole-sequence GEMM), so they stay in
   // its L1 instead of going out to L3 for a 4 MB chunk of steps and coming back, and the
   // workspace is one step's rows. [bench/profiling/ab_in_process.py with a temporary
-  // switch here, 20 rounds, Zen 3, forward] LSTM (200, 16, 64, 64) 4.14 -> 3.87 ms (faster in 19 of 20 rounds), GRU
-  // (200, 16, 64, 64) 2.98 -> 2.66 (20 of 20), GRU (100, 16, 128, 128) 5.36 -> 5.00 (18);
+  // switch here, 20 rounds, Zen 3, forward] LSTM (200, 16, 64, 64) 4.14 -> 3.87 ms (faster
+  // in 19 of 20 rounds), GRU (200, 16, 64, 64) 2.98 -> 2.66 (20 of 20), GRU (100, 16, 128,
+  // 128) 5.36 -> 5.00 (18);
   // but LSTM (100, 16, 128, 128), whose packed weights are 512 KB, 5.88 -> 6.11 (5 of 20):
   // every step then streams them from L3 where the chunk's GEMM reused them. Training keeps
   // the whole workspace anyway, and there the whole-sequence GEMM was 2-6% faster.
@@ -416,14 +417,17 @@ struct CpuBackend {
       const bool by_rows = in_one_region_by_rows(
           steps, max_rows, step_at, G * H * P * sizeof(T), kRowSplitMaxWeightBytesForward, 2 * G * H * P,
           [&](const RowRange& mine) {
+            // Each step's spec is made once, a step early, so that its input rows can be
+            // prefetched while this step runs (steps >= 1: the split runs only with work).
+            auto next = step_at(0);
             for (int64_t s = 0; s < steps; ++s) {
-              const auto spec = step_at(s);
+              const auto spec = next;
+              if (s + 1 < steps) next = step_at(s + 1);
               const int64_t r1 = std::min(mine.r1, spec.rows);
               if (r1 <= mine.r0) continue;  // no barrier in this loop: threads may differ here
               if (w_ih) {
                 const int64_t I = w_ih->cols;
                 if (s + 1 < steps) {
-                  const auto next = step_at(s + 1);
                   const int64_t next_rows = std::max<int64_t>(0, std::min(mine.r1, next.rows) - mine.r0);
                   prefetch_rows(next.input + mine.r0 * I, next_rows * I);
                 }
