@@ -12,7 +12,7 @@ BUILT := fused_rnn/.build-stamp
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: all build test bench sanitize sgemm-microbench pointwise-microbench memcpy-probe clean
+.PHONY: all build test bench sanitize sgemm-microbench sgemm-variant-ab pointwise-microbench memcpy-probe clean
 SAN := build/sanitize
 
 all: build
@@ -79,6 +79,16 @@ sgemm-microbench: $(READY)
 	$(PROFILING_CXX) bench/profiling/sgemm_microbench.cpp csrc/cpu/sgemm.cpp csrc/cpu/buffer_pool.cpp csrc/cpu/cpu_isa.cpp $(PROFILING_LIBS) \
 	  -o build/sgemm_microbench
 	build/sgemm_microbench $(THREADS)
+
+# VARIANT: a modified copy of csrc/cpu/sgemm.cpp, timed against it in one process.
+sgemm-variant-ab: $(READY)
+	test -n "$(VARIANT)" || { echo "usage: make sgemm-variant-ab VARIANT=path/to/sgemm_variant.cpp"; exit 2; }
+	mkdir -p build/variant_ab
+	cp csrc/cpu/sgemm.h build/variant_ab/sgemm_alt.h
+	$(PROFILING_CXX) -Icsrc/cpu -Dsgemm=sgemm_alt -c $(VARIANT) -o build/variant_ab/sgemm_alt.o
+	$(PROFILING_CXX) -Ibuild/variant_ab bench/profiling/sgemm_variant_ab.cpp build/variant_ab/sgemm_alt.o \
+	  csrc/cpu/sgemm.cpp csrc/cpu/buffer_pool.cpp csrc/cpu/cpu_isa.cpp $(PROFILING_LIBS) -o build/sgemm_variant_ab
+	build/sgemm_variant_ab
 
 pointwise-microbench: $(READY)
 	mkdir -p build
