@@ -20,8 +20,9 @@ int main() {
   at::set_num_threads(1);
   // (M, K, N): per-step products of the row split (8-16 rows a thread), larger steps, and
   // whole-sequence products.
-  const int shapes[][3] = {{8, 64, 256},     {8, 128, 256},     {10, 64, 256},      {16, 64, 256},     {6, 128, 512},
-                           {32, 256, 1024}, {64, 256, 1024}, {1600, 512, 2048}, {1024, 1024, 1024}};
+  const int shapes[][3] = {{8, 64, 64},      {7, 64, 256},      {8, 64, 256},   {9, 64, 256},     {8, 128, 256},
+                           {10, 64, 256},    {16, 64, 256},     {6, 128, 512},  {32, 256, 1024},  {64, 256, 1024},
+                           {1600, 512, 2048}, {1024, 1024, 1024}};
   for (const auto& sh : shapes) {
     const int M = sh[0], K = sh[1], N = sh[2];
     const at::Tensor a = at::randn({M, K}), w = at::randn({N, K});
