@@ -13,6 +13,7 @@
 #   BENCH_ARGS="--cell lstm" SANITIZER_TOOLS=memcheck bash bench/gpu_device_check.sh
 #   TEST_PATHS=tests/test_cuda.py BENCH_ARGS="--group reference latency" bash bench/gpu_device_check.sh
 #   STEPS="build profile" PROFILE_SIZES="-N 16 -H 768;-N 4 -H 512" bash bench/gpu_device_check.sh
+#   STEPS="build cpu" bash bench/gpu_device_check.sh    # the CPU targets on 2 of the host's cores
 #
 # The device copy's .git can lag its working tree: name the commit that was sent,
 # FUSED_RNN_GIT_COMMIT=<hash> (results.md and summary.txt then carry it).
@@ -20,7 +21,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 OUT="${OUT:-bench/results/gpu-$(date +%Y%m%d)}"
-STEPS="${STEPS-build test bench sanitize}"  # add "profile" for Nsight Compute (below)
+STEPS="${STEPS-build test bench sanitize}"  # add "profile" for Nsight Compute, "cpu" for the host CPU (below)
 DEADLINE=$(( $(date +%s) + ${DEADLINE_S:-480} ))
 BENCH_ARGS="${BENCH_ARGS:-}"
 SANITIZER_TOOLS="${SANITIZER_TOOLS:-memcheck racecheck}"
@@ -100,6 +101,24 @@ if step profile; then
       $PY bench/profiling/persistent_profile.py $size >> "$OUT/bench.log" 2>&1 ||
       timeout "$(allowance 60)" "$NCU" "${ncu_args[@]}" $PY bench/profiling/persistent_profile.py $size >> "$OUT/bench.log" 2>&1
     log "ncu lstm $size: exit $?"
+  done
+fi
+
+# The CPU targets sweep on 2 cores of the GPU machine's host (an AVX-512 Xeon: the
+# development machine may lack AVX-512), then where the LSTM and GRU calls spend their time
+# at (50, 32, 512, 512): results in $OUT/cpu/, the rest appended to bench.log. With the
+# bench step too, more than 8 files would have to come back: run it without.
+if step cpu; then
+  pin="taskset -c 0,1"
+  command -v taskset > /dev/null || pin=""
+  { lscpu | grep -E "Model name|^CPU\(s\)"; $PY -c "import torch; print('torch', torch.__version__, torch.backends.cpu.get_cpu_capability())"; } >> "$OUT/bench.log" 2>&1
+  timeout "$(allowance 150)" $pin $PY bench/throughput.py --device cpu --threads 2 --sweep targets \
+    --out "$OUT/cpu" >> "$OUT/bench.log" 2>&1
+  log "cpu targets: exit $? (cpu/results.md) -- $(grep -E 'PASS, .* MISS' "$OUT/bench.log" | tail -1)"
+  for cell in lstm gru; do
+    PYTHONPATH=. timeout "$(allowance 45)" $pin $PY bench/profiling/phase_times.py --cell $cell \
+      --shapes 50,32,512 --mode both --calls 5 --threads 2 >> "$OUT/bench.log" 2>&1
+    log "cpu phase times, $cell: exit $? -- $(grep -c 'us per call' "$OUT/bench.log") lines in bench.log"
   done
 fi
 
