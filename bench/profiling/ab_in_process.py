@@ -48,14 +48,17 @@ def main():
                     of(x)[0].sum().backward()
 
             def timed_calls():
-                """Seconds of args.calls calls (each after torch.nn's with --after-torch-nn)."""
-                seconds = 0.0
-                for _ in range(args.calls if args.after_torch_nn else 1):
-                    if args.after_torch_nn:
-                        call(reference)
+                """Seconds of args.calls calls: back to back, or each after an untimed torch.nn call."""
+                if not args.after_torch_nn:
                     start = time.perf_counter()
-                    for _ in range(1 if args.after_torch_nn else args.calls):
+                    for _ in range(args.calls):
                         call()
+                    return time.perf_counter() - start
+                seconds = 0.0
+                for _ in range(args.calls):
+                    call(reference)
+                    start = time.perf_counter()
+                    call()
                     seconds += time.perf_counter() - start
                 return seconds
 

@@ -20,9 +20,10 @@ int main() {
   at::set_num_threads(1);
   // (M, K, N): per-step products of the row split (8-16 rows a thread), larger steps, and
   // whole-sequence products.
-  const int shapes[][3] = {{8, 64, 64},      {7, 64, 256},      {8, 64, 256},   {9, 64, 256},     {8, 128, 256},
-                           {10, 64, 256},    {16, 64, 256},     {6, 128, 512},  {32, 256, 1024},  {64, 256, 1024},
-                           {1600, 512, 2048}, {1024, 1024, 1024}};
+  const int shapes[][3] = {{8, 64, 64},    {7, 64, 256},    {8, 64, 256},      {9, 64, 256},
+                           {8, 128, 256},  {10, 64, 256},   {16, 64, 256},     {6, 128, 512},
+                           {32, 256, 1024}, {64, 256, 1024}, {1600, 512, 2048}, {1024, 1024, 1024}};
+  constexpr int kRounds = 40;
   for (const auto& sh : shapes) {
     const int M = sh[0], K = sh[1], N = sh[2];
     const at::Tensor a = at::randn({M, K}), w = at::randn({N, K});
@@ -30,19 +31,25 @@ int main() {
     const A::PackedMatrix pa = A::pack(w.data_ptr<float>(), 1, K, K, N);
     const B::PackedMatrix pb = B::pack(w.data_ptr<float>(), 1, K, K, N);
     const long reps = std::max(1L, 30000000L / (2L * M * N * K));
-    std::vector<double> t[2]; int bw = 0;
-    for (int round = 0; round < 40; ++round) {
+    std::vector<double> seconds[2];
+    int b_faster = 0;
+    for (int round = 0; round < kRounds; ++round) {
       for (int v = 0; v < 2; ++v) {
         auto s = std::chrono::steady_clock::now();
         for (long r = 0; r < reps; ++r) {
-          if (v == 0) A::gemm_panels(M, M, {a.data_ptr<float>(), K, 1}, &pa, 1, 0, 0, pa.panels(), false, c.data_ptr<float>(), N);
-          else B::gemm_panels(M, M, {a.data_ptr<float>(), K, 1}, &pb, 1, 0, 0, pb.panels(), false, c.data_ptr<float>(), N);
+          if (v == 0) {
+            A::gemm_panels(M, M, {a.data_ptr<float>(), K, 1}, &pa, 1, 0, 0, pa.panels(), false, c.data_ptr<float>(), N);
+          } else {
+            B::gemm_panels(M, M, {a.data_ptr<float>(), K, 1}, &pb, 1, 0, 0, pb.panels(), false, c.data_ptr<float>(), N);
+          }
         }
-        t[v].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - s).count() / reps);
+        seconds[v].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - s).count() / reps);
       }
-      bw += t[1].back() < t[0].back();
+      b_faster += seconds[1].back() < seconds[0].back();
     }
-    for (auto& x : t) std::sort(x.begin(), x.end());
-    std::printf("M=%d K=%d N=%d: A %.1f | B %.1f GFLOP/s (medians), B faster in %d of 40 rounds\n", M, K, N, 2.0 * M * N * K / t[0][20] / 1e9, 2.0 * M * N * K / t[1][20] / 1e9, bw);
+    for (auto& x : seconds) std::sort(x.begin(), x.end());
+    const double flop = 2.0 * M * N * K;
+    std::printf("M=%d K=%d N=%d: A %.1f | B %.1f GFLOP/s (medians), B faster in %d of %d rounds\n", M, K, N,
+                flop / seconds[0][kRounds / 2] / 1e9, flop / seconds[1][kRounds / 2] / 1e9, b_faster, kRounds);
   }
 }
