@@ -116,7 +116,7 @@ if step cpu; then
     --out "$OUT/cpu" >> "$OUT/bench.log" 2>&1
   log "cpu targets: exit $? (cpu/results.md) -- $(grep -E 'PASS, .* MISS' "$OUT/bench.log" | tail -1)"
   for cell in lstm gru; do
-    PYTHONPATH=. timeout "$(allowance 45)" $pin $PY bench/profiling/phase_times.py --cell $cell \
+    timeout "$(allowance 45)" $pin $PY bench/profiling/phase_times.py --cell $cell \
       --shapes 50,32,512 --mode both --calls 5 --threads 2 >> "$OUT/bench.log" 2>&1
     log "cpu phase times, $cell: exit $? -- $(grep -c 'us per call' "$OUT/bench.log") lines in bench.log"
   done
