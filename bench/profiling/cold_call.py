@@ -5,6 +5,12 @@ idle pause (the second core goes idle, as during the single-threaded cell loop),
 pause followed by a small parallel op (the OpenMP worker woken again before the call), and
 a 32 MB pass over memory (the caches lose the call's buffers).
 
+With --busy, also after 10 ms in which the calling thread stays busy: running Python alone
+(no floating-point vector work), running small products (torch.mm of 64 x 64 matrices, FMA
+work, one thread), and the products followed by 1 ms or 3 ms of Python:
+
+    python bench/profiling/cold_call.py --cell gru --shape 200,16,64 --mode forward --busy
+
     python bench/profiling/cold_call.py --cell lstm --shape 200,16,64 --mode fwdbwd
 
 With --fixed-cost, also a fused_rnn forward of one time step (the call's fixed cost) split
@@ -37,16 +43,40 @@ import fused_rnn.ops as ops  # noqa: E402
 OP_KIND = {"lstm": "lstm", "gru": "gru", "rnn_tanh": "rnn"}
 
 
-def median_after(before, call, repeats: int) -> float:
-    """Median ms of `call` timed right after `before` (None: right after itself)."""
-    times = []
+def python_for(ms: float) -> None:
+    """Keeps the calling thread busy in the interpreter, without vector work, for ms."""
+    end = time.perf_counter() + ms / 1e3
+    while time.perf_counter() < end:
+        pass
+
+
+def small_products_for(ms: float, a: torch.Tensor) -> None:
+    """Keeps the calling thread busy with products a @ a (too small for a parallel region)."""
+    end = time.perf_counter() + ms / 1e3
+    while time.perf_counter() < end:
+        torch.mm(a, a)
+
+
+def medians_after(befores, call, repeats: int) -> dict:
+    """Median ms of `call` timed right after each of `befores` (label -> callable, or None:
+    right after itself). The contexts take turns, one call each per round, so that a slow
+    drift of the machine (this VM's runs differ by 10-30% minutes apart) hits them alike."""
+    times = {label: [] for label in befores}
     for _ in range(repeats):
-        if before is not None:
-            before()
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+        for label, before in befores.items():
+            if before is not None:
+                before()
+            else:
+                call()  # "back to back": right after a call of its own, not the last context's
+            start = time.perf_counter()
+            call()
+            times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(t) * 1e3 for label, t in times.items()}
+
+
+def format_medians(befores, call, repeats: int, scale: float = 1.0, digits: int = 3) -> str:
+    medians = medians_after(befores, call, repeats)
+    return " | ".join(f"{label} {ms * scale:.{digits}f}" for label, ms in medians.items())
 
 
 class _OpsProxy:
@@ -106,8 +136,7 @@ def print_fixed_cost_split(cell: str, module, step_input, befores, repeats: int)
             proxy.answer_canned = canned
             for _ in range(20):
                 call()
-            cells = [f"{name} {median_after(before, call, repeats) * 1e3:.1f}" for name, before in befores.items()]
-            print(f"{cell} T=1 forward, {label}, us: " + " | ".join(cells))
+            print(f"{cell} T=1 forward, {label}, us: " + format_medians(befores, call, repeats, 1e3, 1))
     finally:
         ops._ops = proxy.real
 
@@ -130,7 +159,7 @@ def print_time_around_ops(call, repeats: int, forward_only: bool) -> None:
         canned = "n/a (a recorded call's backward cannot be canned)"
         if forward_only:
             proxy.answer_canned = True
-            canned = f"{median_after(None, call, repeats) * 1e3:.0f}"
+            canned = f"{medians_after({'canned': None}, call, repeats)['canned'] * 1e3:.0f}"
     finally:
         ops._ops = proxy.real
     print(f"around the ops, us: call {statistics.median(totals) * 1e6:.0f} | outside the ops "
@@ -144,6 +173,8 @@ def main():
     parser.add_argument("--mode", choices=["forward", "fwdbwd"], default="fwdbwd")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=60)
+    parser.add_argument("--busy", action="store_true",
+                        help="also time the calls after 10 ms of Python, or of small products, on the calling thread")
     parser.add_argument("--fixed-cost", action="store_true",
                         help="also split a one-step forward into the module's Python and the op")
     parser.add_argument("--around-ops", action="store_true",
@@ -158,6 +189,7 @@ def main():
     fused, nn = runner(modules["fused"], inputs), runner(modules["torch_nn"], inputs)
     memory = torch.empty(8 << 20)  # 32 MB: the L3 cache of this machine
     wake = torch.empty(1 << 17)  # 512 KB: split over the threads by ATen, done in ~10 us
+    square = torch.randn(64, 64)
     for _ in range(5):
         fused(), nn()
     gc.disable()
@@ -171,16 +203,21 @@ def main():
             "after 2 ms idle + wake": lambda: (time.sleep(0.002), wake.add_(1.0)),
             "after a 32 MB pass": lambda: memory.add_(1.0),
         }
-        cells = [f"{label} {median_after(before, call, args.repeats):.3f}" for label, before in befores.items()]
-        print(f"{args.cell} {args.shape} {args.mode} {name} ms: " + " | ".join(cells))
+        if args.busy:
+            befores.update({
+                "after 10 ms of Python": lambda: python_for(10),
+                "after 10 ms of products": lambda: small_products_for(10, square),
+                "after products + 1 ms of Python": lambda: (small_products_for(10, square), python_for(1)),
+                "after products + 3 ms of Python": lambda: (small_products_for(10, square), python_for(3)),
+            })
+        print(f"{args.cell} {args.shape} {args.mode} {name} ms: " + format_medians(befores, call, args.repeats))
     if args.fixed_cost:
         befores = {"back to back": None, f"after torch.nn's {args.mode}": nn,
                    "after a 32 MB pass": lambda: memory.add_(1.0)}
         print_fixed_cost_split(args.cell, modules["fused"], torch.randn(1, N, H), befores, args.repeats)
         idle = {"back to back": None, "after 2 ms idle": lambda: time.sleep(0.002)}
-        wake_up = [f"{label} {median_after(before, lambda: wake.add_(1.0), args.repeats) * 1e3:.1f}"
-                   for label, before in idle.items()]
-        print("a parallel 512 KB add_ (the OpenMP worker's wake-up), us: " + " | ".join(wake_up))
+        wake_up = format_medians(idle, lambda: wake.add_(1.0), args.repeats, 1e3, 1)
+        print("a parallel 512 KB add_ (the OpenMP worker's wake-up), us: " + wake_up)
     if args.around_ops:
         print_time_around_ops(fused, args.repeats, forward_only=args.mode == "forward")
 
