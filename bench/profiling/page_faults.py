@@ -8,9 +8,16 @@ glibc keeps a freed block for reuse unless it leaves more than its trim threshol
 the top of the heap, and that threshold moves with what the process has freed before, so
 the same call can fault hundreds of times in one process and never in another: run it a
 few times (bench/README.md item 38).
+
+With --after-other, each timed call follows an untimed call of the other implementation
+(the benchmark's interleaving: what one frees, the next may find given back), and the time
+is the median call, not the fastest batch:
+
+    python bench/profiling/page_faults.py --cell gru --shape 200,16,64 --mode forward --after-other
 """
 import argparse
 import resource
+import statistics
 import time
 
 import torch
@@ -30,33 +37,52 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--calls", type=int, default=100, help="calls per timed batch")
     parser.add_argument("--batches", type=int, default=5, help="batches; the fastest counts for the time")
+    parser.add_argument("--after-other", action="store_true",
+                        help="time each call right after an untimed call of the other implementation")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     T, N, H = map(int, args.shape.split(","))
-    parts = []
+    calls = {}
     for name, cls in zip(("fused_rnn", "torch.nn"), CLASSES[args.cell]):
         module = cls(H, H)
         x = torch.randn(T, N, H, requires_grad=True)
         grad = torch.randn(T, N, H)
         wrt = [x] + list(module.parameters())
 
-        def call():
+        def call(module=module, x=x, grad=grad, wrt=wrt):
             if args.mode == "forward":
                 with torch.no_grad():
                     module(x)
             else:
                 torch.autograd.grad(module(x)[0], wrt, grad)
 
+        calls[name] = call
+    parts = []
+    for name, call in calls.items():
+        other = next(c for n, c in calls.items() if n != name)
         for _ in range(30):
             call()
-        best, before = float("inf"), faults()
-        for _ in range(args.batches):
-            start = time.perf_counter()
-            for _ in range(args.calls):
+            if args.after_other:
+                other()
+        if args.after_other:
+            times, faulted = [], 0
+            for _ in range(args.batches * args.calls):
+                other()
+                before, start = faults(), time.perf_counter()
                 call()
-            best = min(best, (time.perf_counter() - start) / args.calls)
-        per_call = (faults() - before) / (args.batches * args.calls)
-        parts.append(f"{name} {best * 1e3:.3f} ms, {per_call:.1f} faults/call")
+                times.append(time.perf_counter() - start)
+                faulted += faults() - before
+            seconds = statistics.median(times)
+        else:
+            seconds, before = float("inf"), faults()
+            for _ in range(args.batches):
+                start = time.perf_counter()
+                for _ in range(args.calls):
+                    call()
+                seconds = min(seconds, (time.perf_counter() - start) / args.calls)
+            faulted = faults() - before
+        per_call = faulted / (args.batches * args.calls)
+        parts.append(f"{name} {seconds * 1e3:.3f} ms, {per_call:.1f} faults/call")
     print(f"{args.cell} ({args.shape}) {args.mode}: " + " | ".join(parts), flush=True)
 
 
