@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 #include <array>
 #include <utility>
 
@@ -39,8 +40,8 @@ constexpr int64_t kParallelFlops = int64_t(1) << 17;  // below this a GEMM stays
 // inference forward (projection in chunks, so other thread splits) matches the training
 // forward bit for bit (tests/test_inference_workspace.py).
 
-using MicroTile = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, int, bool,
-                           const float*);
+using MicroTile = void (*)(int64_t, const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t, int,
+                           bool, const float*);
 
 // Micro-tiles of 1..max_rows rows by tile_columns columns, for A read row-major and
 // column-major.
@@ -136,15 +137,15 @@ void chunk_times_panel(const MatrixView& rows_of_a, int64_t chunk_rows, const Pa
     const int64_t depth = std::min<int64_t>(kDepthBlock, B.K - k0);
     // The panel's column blocks of tile_columns (one block with AVX-512, two halves with AVX2).
     for (int c0 = 0; c0 < panel_columns; c0 += tiles_of.tile_columns) {
-      const float* panel = B.panel(p) + k0 * B.k_stride + c0;
+      const float* panel = B.panel(p) + B.offset(k0, c0);
       const float* block_bias = bias ? bias + p * kPanel + c0 : nullptr;
       const float* a = rows_of_a.data;
       float* c = C + p * kPanel + c0;
       for (int64_t t = 0; t < tiles.count; ++t) {
         const int64_t rows = tiles.size(t);
         const bool add = k0 > 0 || accumulate;
-        tile_of[rows - 1](depth, a + k0 * rows_of_a.col_stride, lda, panel, B.k_stride, c, ldc, panel_columns - c0,
-                          add, block_bias);
+        tile_of[rows - 1](depth, a + k0 * rows_of_a.col_stride, lda, panel, B.k_stride, B.block_stride, c, ldc,
+                          panel_columns - c0, add, block_bias);
         a += rows * rows_of_a.row_stride;
         c += rows * ldc;
       }
@@ -246,7 +247,7 @@ FUSED_RNN_AVX2 void transpose8(const __m256 (&r)[8], __m256 (&o)[8]) {
 // the scalar loop it replaced, the setup of an LSTM (1, 1, 128, 128) forward on the Zen 3
 // (mostly packing W_ih and W_hh) took 90-93 us, with it 50-57 (bench/README.md).
 FUSED_RNN_AVX2 void pack_transposed_panel_avx2(const float* data, int64_t n_stride, int64_t K, int64_t N, int64_t n0,
-                                               float* dst) {
+                                               const PackedMatrix& layout, float* dst) {
   const int64_t whole = K / 8 * 8;
   for (int64_t k0 = 0; k0 < whole; k0 += 8) {
     for (int g = 0; g < kPanel / 8; ++g) {
@@ -258,11 +259,11 @@ FUSED_RNN_AVX2 void pack_transposed_panel_avx2(const float* data, int64_t n_stri
       }
       transpose8(rows, cols);
 #pragma GCC unroll 8
-      for (int c = 0; c < 8; ++c) _mm256_storeu_ps(dst + (k0 + c) * kPanel + 8 * g, cols[c]);
+      for (int c = 0; c < 8; ++c) _mm256_storeu_ps(dst + layout.offset(k0 + c, 8 * g), cols[c]);
     }
   }
   for (int64_t k = whole; k < K; ++k) {
-    for (int64_t j = 0; j < kPanel; ++j) dst[k * kPanel + j] = n0 + j < N ? data[k + (n0 + j) * n_stride] : 0.0f;
+    for (int64_t j = 0; j < kPanel; ++j) dst[layout.offset(k, j)] = n0 + j < N ? data[k + (n0 + j) * n_stride] : 0.0f;
   }
 }
 
@@ -282,6 +283,20 @@ FUSED_RNN_AVX512 void pack_panel_rows(const float* data, int64_t k_stride, int64
   }
 }
 
+// One panel of B whose rows are contiguous along n, in any layout: a copy per k and block,
+// zero-padded past N (where AVX-512's masked copy does not apply).
+void pack_panel_rows_by_block(const float* data, int64_t k_stride, int64_t K, int64_t N, int64_t n0,
+                              const PackedMatrix& layout, float* dst) {
+  for (int64_t j0 = 0; j0 < kPanel; j0 += kBlockColumns) {
+    const int64_t width = std::clamp<int64_t>(N - n0 - j0, 0, kBlockColumns);
+    for (int64_t k = 0; k < K; ++k) {
+      float* block_row = dst + layout.offset(k, j0);
+      if (width > 0) std::memcpy(block_row, data + k * k_stride + n0 + j0, width * sizeof(float));
+      std::fill(block_row + width, block_row + kBlockColumns, 0.0f);
+    }
+  }
+}
+
 }  // namespace
 
 PackedMatrix pack(const float* data, int64_t k_stride, int64_t n_stride, int64_t K, int64_t N) {
@@ -293,6 +308,15 @@ PackedMatrix pack(const float* data, int64_t k_stride, int64_t n_stride, int64_t
   float* out = packed.storage.data_ptr<float>();
   packed.data = out;
   packed.panel_stride = K * kPanel;
+  // AVX2: each 16-column block contiguous along k (sgemm.h), so that a half-panel tile
+  // streams consecutive cache lines of B from L2 or L3 instead of every other one
+  // [ab_in_process, forward, 10 rounds]: B/A 0.90-0.98 at (100, 64, 256, 256) and (50, 32,
+  // 512, 512) for LSTM, GRU and RNN, even at the small sizes and with backward
+  // (bench/README.md, "What we learned on an AVX2 CPU", item 24).
+  if (cpu_isa() == CpuIsa::kAvx2) {
+    packed.k_stride = kBlockColumns;
+    packed.block_stride = K * kBlockColumns;
+  }
   at::parallel_for(0, panels, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t n0 = p * kPanel, width = std::min<int64_t>(kPanel, N - n0);
@@ -302,17 +326,21 @@ PackedMatrix pack(const float* data, int64_t k_stride, int64_t n_stride, int64_t
         continue;
       }
       if (k_stride == 1) {  // AVX2 (available() holds)
-        pack_transposed_panel_avx2(data, n_stride, K, N, n0, dst);
+        pack_transposed_panel_avx2(data, n_stride, K, N, n0, packed, dst);
         continue;
       }
       if (n_stride == 1 && cpu_isa() == CpuIsa::kAvx512) {
         pack_panel_rows(data, k_stride, K, N, n0, dst);
         continue;
       }
-      // Neither stride is 1, or AVX2 with rows along n: a plain loop, zero-padded.
+      if (n_stride == 1) {
+        pack_panel_rows_by_block(data, k_stride, K, N, n0, packed, dst);
+        continue;
+      }
+      // Neither stride is 1: a plain loop, zero-padded.
       std::fill(dst, dst + K * kPanel, 0.0f);
       for (int64_t k = 0; k < K; ++k) {
-        for (int64_t j = 0; j < width; ++j) dst[k * kPanel + j] = data[k * k_stride + (n0 + j) * n_stride];
+        for (int64_t j = 0; j < width; ++j) dst[packed.offset(k, j)] = data[k * k_stride + (n0 + j) * n_stride];
       }
     }
   });

@@ -19,15 +19,25 @@ constexpr int64_t kPanel = 32;  // columns per packed panel: two AVX-512 or four
 // True when cpu_isa() is AVX2 or AVX-512, so that the kernels below may be used.
 bool available();
 
-// B (K, N) as the kernels read it: in panels of kPanel columns, row k of panel p being the
-// kPanel floats at panel(p) + k * k_stride.
+constexpr int64_t kBlockColumns = 16;  // a panel is two blocks of 16 columns (an AVX2 tile's width)
+
+// B (K, N) as the kernels read it: in panels of kPanel columns, each two blocks of
+// kBlockColumns; row k of block h of panel p is the kBlockColumns floats at panel(p) +
+// h * block_stride + k * k_stride. In place and packed for AVX-512 a panel's rows are
+// whole (block_stride = kBlockColumns); packed for AVX2 each block is contiguous along k
+// (k_stride = kBlockColumns, block_stride = K kBlockColumns), so that a tile of one block's
+// width reads consecutive cache lines rather than every other one.
 struct PackedMatrix {
   at::Tensor storage;  // the packed copy; undefined when B is read in place
   const float* data = nullptr;
   int64_t K = 0, N = 0;
-  int64_t k_stride = kPanel, panel_stride = 0;
+  int64_t k_stride = kPanel, panel_stride = 0, block_stride = kBlockColumns;
   const float* panel(int64_t p) const { return data + p * panel_stride; }
   int64_t panels() const { return (N + kPanel - 1) / kPanel; }
+  // Offset of B(k, j) from its panel's start, j its column within the panel.
+  int64_t offset(int64_t k, int64_t j) const {
+    return (j / kBlockColumns) * block_stride + k * k_stride + j % kBlockColumns;
+  }
 };
 
 // B(k, n) = data[k * k_stride + n * n_stride], copied into panels of (K, kPanel) contiguous
