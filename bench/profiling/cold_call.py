@@ -39,22 +39,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import impls  # noqa: E402  (bench/ modules)
 from configs import Config  # noqa: E402
 import fused_rnn.ops as ops  # noqa: E402
+from busy_contexts import python_for, small_products_for  # noqa: E402
 
 OP_KIND = {"lstm": "lstm", "gru": "gru", "rnn_tanh": "rnn"}
-
-
-def python_for(ms: float) -> None:
-    """Keeps the calling thread busy in the interpreter, without vector work, for ms."""
-    end = time.perf_counter() + ms / 1e3
-    while time.perf_counter() < end:
-        pass
-
-
-def small_products_for(ms: float, a: torch.Tensor) -> None:
-    """Keeps the calling thread busy with products a @ a (too small for a parallel region)."""
-    end = time.perf_counter() + ms / 1e3
-    while time.perf_counter() < end:
-        torch.mm(a, a)
 
 
 def medians_after(befores, call, repeats: int) -> dict:

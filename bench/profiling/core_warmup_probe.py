@@ -20,6 +20,8 @@ import time
 
 import torch
 
+from busy_contexts import python_for, small_products_for
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "core_warmup_probe.c")
 LIBRARY = os.path.join(HERE, "..", "..", "build", "core_warmup_probe.so")
@@ -36,18 +38,6 @@ def load_library() -> ctypes.CDLL:
     return ctypes.CDLL(LIBRARY)
 
 
-def python_for(ms: float) -> None:
-    end = time.perf_counter() + ms / 1e3
-    while time.perf_counter() < end:
-        pass
-
-
-def products_for(ms: float, a: torch.Tensor) -> None:
-    end = time.perf_counter() + ms / 1e3
-    while time.perf_counter() < end:
-        torch.mm(a, a)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
@@ -59,8 +49,8 @@ def main():
     contexts = {
         "back to back": None,
         "after 10 ms of Python": lambda: python_for(10),
-        "after 10 ms of products": lambda: products_for(10, square),
-        "after products + 3 ms Python": lambda: (products_for(10, square), python_for(3)),
+        "after 10 ms of products": lambda: small_products_for(10, square),
+        "after products + 3 ms Python": lambda: (small_products_for(10, square), python_for(3)),
         "after 10 ms asleep": lambda: time.sleep(0.010),
     }
     shown = [s for s in SHOWN_SEGMENTS if s < args.segments]
