@@ -14,6 +14,9 @@ With --after-other, each timed call follows an untimed call of the other impleme
 is the median call, not the fastest batch:
 
     python bench/profiling/page_faults.py --cell gru --shape 200,16,64 --mode forward --after-other
+
+With --fault-cost, first what one fault costs on this machine: a fresh 64 MB buffer filled
+once (every 4 KB page faulted in) against the same fill again (pages present), a few times.
 """
 import argparse
 import resource
@@ -29,6 +32,24 @@ def faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
+def print_fault_cost(repeats: int = 5) -> None:
+    """us per 4 KB page of the first fill of a fresh buffer, beyond a second fill of it."""
+    floats = 16 << 20  # 64 MB: above glibc's mmap threshold, so every buffer is fresh pages
+    costs = []
+    for _ in range(repeats):
+        buffer = torch.empty(floats)
+        before, start = faults(), time.perf_counter()
+        buffer.fill_(1.0)
+        first, faulted = time.perf_counter() - start, faults() - before
+        start = time.perf_counter()
+        buffer.fill_(2.0)
+        again = time.perf_counter() - start
+        del buffer
+        costs.append((first - again) / max(faulted, 1) * 1e6)
+    print(f"a page fault: {statistics.median(costs):.2f} us (median of {repeats}; "
+          f"{min(costs):.2f}-{max(costs):.2f})", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cell", choices=sorted(CLASSES), default="lstm")
@@ -37,10 +58,13 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--calls", type=int, default=100, help="calls per timed batch")
     parser.add_argument("--batches", type=int, default=5, help="batches; the fastest counts for the time")
+    parser.add_argument("--fault-cost", action="store_true", help="first time one page fault on this machine")
     parser.add_argument("--after-other", action="store_true",
                         help="time each call right after an untimed call of the other implementation")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.fault_cost:
+        print_fault_cost()
     T, N, H = map(int, args.shape.split(","))
     calls = {}
     for name, cls in zip(("fused_rnn", "torch.nn"), CLASSES[args.cell]):
