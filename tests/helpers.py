@@ -161,6 +161,28 @@ def assert_parity(ref: nn.Module, fused: nn.Module, leaves: Sequence[torch.Tenso
         assert_close(a, e, tol, label)
 
 
+def assert_sequence_matches_torch_nn(kind: str, T: int, N: int, H: int, I: int, packed: bool,
+                                     layers: int = 2, seed: int = 3) -> None:
+    """A bidirectional float32 `kind` of `layers` layers against torch.nn on a (T, N, I)
+    input, plain or packed (row 0 of length T, the others shorter): output, h_n, and the
+    gradients of the input and of every parameter, within 2e-5 of torch.nn's scale."""
+    ref, fused = make_pair(kind, I, H, num_layers=layers, bidirectional=True, dtype=torch.float32)
+    x = randn(T, N, I, dtype=torch.float32, seed=seed)
+    lengths = torch.tensor([T] + [1 + (5 * r) % T for r in range(1, N)])
+    results = []
+    for module in (fused, ref):
+        leaf = x.detach().clone().requires_grad_()
+        inp = pack_padded_sequence(leaf, lengths, enforce_sorted=False) if packed else leaf
+        out, state = module(inp)
+        out = out.data if packed else out
+        h = state[0] if kind == "LSTM" else state
+        grads = torch.autograd.grad(out.square().sum() + h.sum(), [leaf] + list(module.parameters()))
+        results.append([out.detach(), h.detach()] + list(grads))
+    names = ["output", "h_n", "grad of input"] + [f"grad of {n}" for n, _ in ref.named_parameters()]
+    for name, a, e in zip(names, *results):
+        assert_close(a, e, tol=2e-5, what=name)
+
+
 def assert_error_within_torch_nn(ref: nn.Module, fused: nn.Module, leaves: Sequence[torch.Tensor],
                                  make_args: Optional[Callable] = None, *, factor: float = 2.0,
                                  parity_tol: Optional[float] = None) -> None:

@@ -9,10 +9,9 @@ import os
 
 import pytest
 import torch
-from torch.nn.utils.rnn import pack_padded_sequence
 
 import fused_rnn
-from helpers import MODES, assert_close, make_pair, randn
+from helpers import MODES, assert_sequence_matches_torch_nn
 
 # (N, H, I): rows split (W_hh well under 1 MB, N >= 8); the same with input widths of
 # whole 32-column panels (I = 32, then 2 H = 96 for the second layer), which the backward's
@@ -30,14 +29,6 @@ SPLITS = {"rows": (16, 40, 12), "rows-panel-widths": (16, 48, 32), "units-one-ro
 
 
 @pytest.fixture
-def two_threads():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(saved)
-
-
-@pytest.fixture
 def more_threads_than_cpus():
     """Two threads more than this process may run on: the unit split, whose threads meet
     every step, must then stand aside (usable_cpus in csrc/cpu/step_barrier.h)."""
@@ -47,32 +38,14 @@ def more_threads_than_cpus():
     torch.set_num_threads(saved)
 
 
-def assert_matches_torch_nn(kind, N, H, I, packed):
-    ref, fused = make_pair(kind, I, H, num_layers=2, bidirectional=True, dtype=torch.float32)
-    x = randn(9, N, I, dtype=torch.float32, seed=3)
-    lengths = torch.tensor([9] + [1 + (5 * r) % 9 for r in range(1, N)])
-    results = []
-    for module in (fused, ref):
-        leaf = x.detach().clone().requires_grad_()
-        inp = pack_padded_sequence(leaf, lengths, enforce_sorted=False) if packed else leaf
-        out, state = module(inp)
-        out = out.data if packed else out
-        h = state[0] if kind == "LSTM" else state
-        grads = torch.autograd.grad(out.square().sum() + h.sum(), [leaf] + list(module.parameters()))
-        results.append([out.detach(), h.detach()] + list(grads))
-    names = ["output", "h_n", "grad of input"] + [f"grad of {n}" for n, _ in ref.named_parameters()]
-    for name, a, e in zip(names, *results):
-        assert_close(a, e, tol=2e-5, what=name)
-
-
 @pytest.mark.parametrize("packed", [False, True], ids=["plain", "packed"])
 @pytest.mark.parametrize("split", list(SPLITS))
 @pytest.mark.parametrize("kind", MODES)
 def test_split_matches_torch_nn(kind, split, packed, two_threads):
-    assert_matches_torch_nn(kind, *SPLITS[split], packed)
+    assert_sequence_matches_torch_nn(kind, 9, *SPLITS[split], packed)
 
 
 @pytest.mark.parametrize("split", ["units-one-row", "units-small-step"])
 @pytest.mark.parametrize("kind", MODES)
 def test_more_threads_than_cpus_matches_torch_nn(kind, split, more_threads_than_cpus):
-    assert_matches_torch_nn(kind, *SPLITS[split], packed=False)
+    assert_sequence_matches_torch_nn(kind, 9, *SPLITS[split], packed=False)
