@@ -549,6 +549,11 @@ struct CpuBackend {
 
   // Whole-sequence product a @ b (once per op call; a may be a transposed view).
   static at::Tensor mm(const at::Tensor& a, const at::Tensor& b) {
+    if (by_token_blocks_takes(a, b)) {
+      at::Tensor c = at::empty({a.size(0), b.size(1)}, a.options());
+      gemm_by_token_blocks(a, b, false, c);
+      return c;
+    }
     if (!own_gemm_takes(a)) return a.mm(b);
     at::Tensor c = at::empty({a.size(0), b.size(1)}, a.options());
     sgemm::gemm(a.size(0), {a.data_ptr<float>(), a.stride(0), a.stride(1)}, rhs_operand(b), false,
@@ -556,11 +561,41 @@ struct CpuBackend {
     return c;
   }
 
+  // The product size per token (a's rows times b's columns) from which a weight gradient
+  // goes through gemm_by_token_blocks rather than MKL: its transposing copy costs the same
+  // per element of a whatever b's width, so it pays only where the product per token is
+  // large. Measured on the Zen 3 against MKL, forward+backward (bench/README.md, "What we
+  // learned on an AVX2 CPU", item 28): faster at 2048 x 512 and 1536 x 512 (LSTM and GRU
+  // (50, 32, 512, 512)), slower at 512 x 512 (RNN there), even or slower at 1024 x 256 and
+  // 768 x 256 (LSTM and GRU (100, 64, 256, 256)) and below.
+  static constexpr int64_t kByTokenBlocksMinProduct = int64_t(1) << 19;
+
+  // Whether gemm_by_token_blocks takes a b: float32, a's columns contiguous (d^T for a
+  // gate gradient d, a row per token), on AVX2, where our tiles would read a column by
+  // column; a product large enough per token (kByTokenBlocksMinProduct).
+  static bool by_token_blocks_takes(const at::Tensor& a, const at::Tensor& b) {
+    return a.scalar_type() == at::kFloat && sgemm::available() && cpu_isa() == CpuIsa::kAvx2 &&
+           a.stride(0) == 1 && a.stride(1) != 1 && a.size(1) > 0 &&
+           a.size(0) * b.size(1) >= kByTokenBlocksMinProduct;
+  }
+
+  // c (+)= a b for a = d^T (by_token_blocks_takes) through sgemm::gemm_transposed_a.
+  static void gemm_by_token_blocks(const at::Tensor& a, const at::Tensor& b, bool accumulate, at::Tensor& c) {
+    sgemm::gemm_transposed_a(
+        a.size(0), a.size(1), a.data_ptr<float>(), a.stride(1),
+        [&](int64_t k0, int64_t tokens) { return rhs_operand(b.narrow(0, k0, tokens)); }, accumulate,
+        c.data_ptr<float>(), c.size(1));
+  }
+
   // c += a @ b, c a contiguous product of mm, with mm's GEMM where mm uses it. The
   // backward adds W_hh's gradient from the first step's rows (K = N) this way; through
   // MKL's addmm_ that small product took 20-60 us of an LSTM (200, 16, 64, 64) backward's
   // ~500 us of weight gradients (bench/README.md item 42).
   static void mm_add(at::Tensor& c, const at::Tensor& a, const at::Tensor& b) {
+    if (by_token_blocks_takes(a, b) && c.is_contiguous()) {
+      gemm_by_token_blocks(a, b, true, c);
+      return;
+    }
     if (!own_gemm_takes(a) || !c.is_contiguous()) {
       c.addmm_(a, b);
       return;
@@ -574,7 +609,8 @@ struct CpuBackend {
   // bytes apart; read in place by the AVX2 tiles (16 columns, so each A value is read
   // twice) their phase of an LSTM (100, 64, 256, 256) forward+backward took ~216 ms on a
   // Zen 3, 57-90 ms through MKL, and copying A per row tile first did not beat MKL
-  // (bench/README.md, "What we learned on an AVX2 CPU", item 3), so there MKL takes them.
+  // (bench/README.md, "What we learned on an AVX2 CPU", item 3), so there MKL takes them,
+  // but for the largest products per token (by_token_blocks_takes).
   static bool own_gemm_takes(const at::Tensor& a) {
     if (a.scalar_type() != at::kFloat || !sgemm::available()) return false;
     return a.stride(1) == 1 || (a.stride(0) == 1 && cpu_isa() == CpuIsa::kAvx512);

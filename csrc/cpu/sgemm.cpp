@@ -439,6 +439,67 @@ void gemm_panels(int64_t M, int64_t step_rows, const MatrixView& A, const Packed
             /*interleaved=*/step_rows <= kInterleavedSumsMaxRows, panel_done, descending);
 }
 
+namespace {
+
+// Columns [j0, j1) of src into rows [j0, j1) of dst, all rows: 8 x 8 blocks through
+// transpose8, the edges one element at a time. Source rows are walked in the outer loop so
+// that the destination rows being filled (j1 - j0 of them, a 32-byte piece each per
+// block) stay in L1 until their cache lines are whole.
+FUSED_RNN_AVX2 void transpose_columns(const float* src, int64_t rows, int64_t ld_src, float* dst, int64_t ld_dst,
+                                      int64_t j0, int64_t j1) {
+  const int64_t whole_rows = rows / 8 * 8, whole_end = j0 + (j1 - j0) / 8 * 8;
+  for (int64_t i0 = 0; i0 < whole_rows; i0 += 8) {
+    for (int64_t j = j0; j < whole_end; j += 8) {
+      __m256 in[8], out[8];
+#pragma GCC unroll 8
+      for (int r = 0; r < 8; ++r) in[r] = _mm256_loadu_ps(src + (i0 + r) * ld_src + j);
+      transpose8(in, out);
+#pragma GCC unroll 8
+      for (int c = 0; c < 8; ++c) _mm256_storeu_ps(dst + (j + c) * ld_dst + i0, out[c]);
+    }
+    for (int64_t j = whole_end; j < j1; ++j) {
+      for (int64_t i = i0; i < i0 + 8; ++i) dst[j * ld_dst + i] = src[i * ld_src + j];
+    }
+  }
+  for (int64_t i = whole_rows; i < rows; ++i) {
+    for (int64_t j = j0; j < j1; ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
+  }
+}
+
+// Destination rows per task: 64 rows of 32-byte pieces are 2 KB of L1 in flight.
+constexpr int64_t kTransposeColumns = 64;
+
+}  // namespace
+
+void transpose(const float* src, int64_t rows, int64_t cols, int64_t ld_src, float* dst, int64_t ld_dst) {
+  TORCH_INTERNAL_ASSERT(cpu_isa() >= CpuIsa::kAvx2, "sgemm::transpose needs AVX2");
+  const int64_t blocks = (cols + kTransposeColumns - 1) / kTransposeColumns;
+  auto run = [&](int64_t b0, int64_t b1) {
+    transpose_columns(src, rows, ld_src, dst, ld_dst, b0 * kTransposeColumns,
+                      std::min(cols, b1 * kTransposeColumns));
+  };
+  // A copy is two memory accesses per element: worth threads from the same size a product is.
+  if (worth_threads(rows * cols * 8) && blocks > 1) {
+    at::parallel_for(0, blocks, 1, run);
+  } else {
+    run(0, blocks);
+  }
+}
+
+void gemm_transposed_a(int64_t M, int64_t K, const float* d, int64_t ldd, RowsOfB rows_of_b, bool accumulate,
+                       float* C, int64_t ldc) {
+  // A row of the buffer is a block's tokens plus a cache line, so that its rows do not all
+  // start in the same L1 set.
+  const int64_t ld = std::min(K, kDepthBlock) + 16;
+  const at::Tensor buffer = pooled_buffer({M, ld}, at::kFloat);
+  float* a = buffer.data_ptr<float>();
+  for (int64_t k0 = 0; k0 < K; k0 += kDepthBlock) {
+    const int64_t tokens = std::min(kDepthBlock, K - k0);
+    transpose(d + k0 * ldd, tokens, M, ldd, a, ld);
+    gemm(M, {a, ld, 1}, rows_of_b(k0, tokens), accumulate || k0 > 0, C, ldc);
+  }
+}
+
 bool worth_threads(int64_t flops) { return flops >= kParallelFlops; }
 
 }  // namespace sgemm

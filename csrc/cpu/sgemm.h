@@ -85,6 +85,21 @@ void gemm_panels(int64_t M, int64_t step_rows, const MatrixView& A, const Packed
                  int64_t c_stride, int64_t p0, int64_t p1, bool accumulate, float* C, int64_t ldc,
                  PanelDone panel_done = nullptr, bool descending = false, const float* bias = nullptr);
 
+// dst(j, i) = src(i, j) for i < rows, j < cols: src row-major with leading dimension
+// ld_src, dst row-major with ld_dst. In 8 x 8 register blocks, split over threads when
+// large. For a left operand that the AVX2 tiles would otherwise read column by column.
+void transpose(const float* src, int64_t rows, int64_t cols, int64_t ld_src, float* dst, int64_t ld_dst);
+
+// The rows [k0, k0 + tokens) of a product's right operand, as gemm takes it.
+using RowsOfB = c10::function_ref<PackedMatrix(int64_t k0, int64_t tokens)>;
+
+// C (+)= d^T B for d (K, M) row-major with leading dimension ldd (a row per token, e.g. the
+// gate gradients) and B (K, N) given block by block: K in blocks of kDepthBlock tokens, each
+// block of d transposed into a row-major buffer that stays in cache and multiplied by its
+// rows of B. The sums round as one gemm over all K would (same depth blocks).
+void gemm_transposed_a(int64_t M, int64_t K, const float* d, int64_t ldd, RowsOfB rows_of_b, bool accumulate,
+                       float* C, int64_t ldc);
+
 // Whether a product of this many flops pays for a parallel region.
 bool worth_threads(int64_t flops);
 
