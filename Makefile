@@ -81,6 +81,7 @@ sgemm-microbench: $(READY)
 	build/sgemm_microbench $(THREADS)
 
 # VARIANT: a modified copy of csrc/cpu/sgemm.cpp, timed against it in one process.
+# ARGS="whole 2": the whole-sequence products on 2 threads instead of the per-step ones.
 sgemm-variant-ab: $(READY)
 	test -n "$(VARIANT)" || { echo "usage: make sgemm-variant-ab VARIANT=path/to/sgemm_variant.cpp"; exit 2; }
 	mkdir -p build/variant_ab
@@ -88,7 +89,7 @@ sgemm-variant-ab: $(READY)
 	$(PROFILING_CXX) -Icsrc/cpu -Dsgemm=sgemm_alt -c $(VARIANT) -o build/variant_ab/sgemm_alt.o
 	$(PROFILING_CXX) -Ibuild/variant_ab bench/profiling/sgemm_variant_ab.cpp build/variant_ab/sgemm_alt.o \
 	  csrc/cpu/sgemm.cpp csrc/cpu/buffer_pool.cpp csrc/cpu/cpu_isa.cpp $(PROFILING_LIBS) -o build/sgemm_variant_ab
-	build/sgemm_variant_ab
+	build/sgemm_variant_ab $(ARGS)
 
 pointwise-microbench: $(READY)
 	mkdir -p build
