@@ -549,16 +549,25 @@ struct CpuBackend {
 
   // Whole-sequence product a @ b (once per op call; a may be a transposed view).
   static at::Tensor mm(const at::Tensor& a, const at::Tensor& b) {
-    if (by_token_blocks_takes(a, b)) {
-      at::Tensor c = at::empty({a.size(0), b.size(1)}, a.options());
-      gemm_by_token_blocks(a, b, false, c);
-      return c;
-    }
-    if (!own_gemm_takes(a)) return a.mm(b);
+    if (!own_product_takes(a, b)) return a.mm(b);
     at::Tensor c = at::empty({a.size(0), b.size(1)}, a.options());
-    sgemm::gemm(a.size(0), {a.data_ptr<float>(), a.stride(0), a.stride(1)}, rhs_operand(b), false,
-                 c.data_ptr<float>(), c.size(1));
+    own_product(a, b, false, c);
     return c;
+  }
+
+  // Whether mm and mm_add compute a @ b themselves (own_product) rather than through ATen.
+  static bool own_product_takes(const at::Tensor& a, const at::Tensor& b) {
+    return by_token_blocks_takes(a, b) || own_gemm_takes(a);
+  }
+
+  // c (+)= a @ b for c contiguous, where own_product_takes(a, b).
+  static void own_product(const at::Tensor& a, const at::Tensor& b, bool accumulate, at::Tensor& c) {
+    if (by_token_blocks_takes(a, b)) {
+      gemm_by_token_blocks(a, b, accumulate, c);
+      return;
+    }
+    sgemm::gemm(a.size(0), {a.data_ptr<float>(), a.stride(0), a.stride(1)}, rhs_operand(b), accumulate,
+                 c.data_ptr<float>(), c.size(1));
   }
 
   // The product size per token (a's rows times b's columns) from which a weight gradient
@@ -592,16 +601,11 @@ struct CpuBackend {
   // MKL's addmm_ that small product took 20-60 us of an LSTM (200, 16, 64, 64) backward's
   // ~500 us of weight gradients (bench/README.md item 42).
   static void mm_add(at::Tensor& c, const at::Tensor& a, const at::Tensor& b) {
-    if (by_token_blocks_takes(a, b) && c.is_contiguous()) {
-      gemm_by_token_blocks(a, b, true, c);
-      return;
-    }
-    if (!own_gemm_takes(a) || !c.is_contiguous()) {
+    if (!own_product_takes(a, b) || !c.is_contiguous()) {
       c.addmm_(a, b);
       return;
     }
-    sgemm::gemm(a.size(0), {a.data_ptr<float>(), a.stride(0), a.stride(1)}, rhs_operand(b), true,
-                 c.data_ptr<float>(), c.size(1));
+    own_product(a, b, true, c);
   }
 
   // Whether mm's own GEMM takes a as its left operand: float32, and rows contiguous, or
