@@ -13,8 +13,11 @@ DEVICES = ["cpu", pytest.param("cuda", marks=needs_gpu)]
 
 # (M, K, N): N of whole 32-column panels up to 128 reads mat2 in place (kInPlaceMaxColumns
 # in csrc/cpu/cpu_backend.h); other widths pack it; K past the kernel's 512-deep k blocks;
+# M of 7-9 and 13-15 rows, whose last rows take the AVX2 kernel's whole-panel tiles
+# (row_plan in csrc/cpu/sgemm.cpp), in place, packed, partial panels and past a k block;
 # empty dimensions.
 SHAPES = [(7, 5, 3), (37, 70, 64), (200, 33, 128), (64, 700, 96), (30, 40, 256), (13, 600, 40),
+          (8, 64, 256), (9, 70, 96), (14, 530, 50), (15, 16, 128),
           (0, 4, 32), (5, 0, 64), (5, 4, 0)]
 
 

@@ -87,7 +87,8 @@ int main(int argc, char** argv) {
   // (M, K, N): per-step products of the row split (8-16 rows a thread), larger steps, and
   // whole-sequence products.
   const int shapes[][3] = {{8, 64, 64},    {7, 64, 256},    {8, 64, 256},      {9, 64, 256},
-                           {8, 128, 256},  {10, 64, 256},   {16, 64, 256},     {6, 128, 512},
+                           {8, 128, 256},  {10, 64, 256},   {13, 64, 256},     {14, 128, 512},
+                           {16, 64, 256},  {6, 128, 512},
                            {32, 256, 1024}, {64, 256, 1024}, {1600, 512, 2048}, {1024, 1024, 1024}};
   constexpr int kRounds = 40;
   for (const auto& sh : shapes) {

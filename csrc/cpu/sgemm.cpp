@@ -51,14 +51,18 @@ struct Tiles {
   int64_t max_rows;
   int tile_columns;
 };
+// wide: whole-panel tiles for the few rows of a chunk that plain tiles narrower than a
+// panel would leave to a tile with too few accumulators (RowPlan below); none where the
+// plain tiles are a whole panel wide already (max_rows 0).
 struct TileSet {
-  Tiles plain, interleaved;
+  Tiles plain, interleaved, wide;
 };
 
 // The AVX-512 tile shapes: a whole panel by up to 12 rows, 24 accumulators + 2 B registers
 // of the 32; with interleaved sums, up to 3 rows of 4 sums (24 accumulators).
 struct Avx512Tiles : Avx512Lanes {
-  static constexpr int kTileColumns = 32, kRows = 12;
+  static constexpr int kRegisters = 32;
+  static constexpr int kTileColumns = 32, kRows = 12, kWideRows = 0;
   static constexpr int kPrefetchRowsAhead = 0;  // B prefetch measured on AVX2 only (see Avx2Tiles)
   static constexpr int kInterleavedTileColumns = 32, kInterleavedRows = 3, kSums = 4;
 };
@@ -71,8 +75,11 @@ struct Avx512Tiles : Avx512Lanes {
 // panels by 1 row of 2 sums: 8 accumulators in flight, as the FMA latency needs, and each B
 // vector serves two rows' worth of FMAs less than a half-panel tile of 4 sums would need
 // (M = 3, K = 256, N = 768: 34 GFLOP/s with those, 48 with these).
+// Wide tiles: a whole panel by up to 3 rows, 12 accumulators + 3 broadcast A values + one
+// B vector at a time (sgemm_micro_tile.inc's add_one_k), for the rows RowPlan gives them.
 struct Avx2Tiles : Avx2Lanes {
-  static constexpr int kTileColumns = 16, kRows = 6;
+  static constexpr int kRegisters = 16;
+  static constexpr int kTileColumns = 16, kRows = 6, kWideRows = 3;
   // The tiles ask for B's rows 16 k ahead (2 KB of the panel) in software: the packed
   // weights stream from L2 or L3, and the hardware did not keep the FMAs fed. [ab_in_process,
   // a temporary switch, `--mode forward --rounds 8 --calls 2`] B/A at (100, 64, 256, 256)
@@ -115,6 +122,37 @@ struct RowTiles {
 };
 RowTiles row_tiles(int64_t rows, int64_t max_rows) { return {(rows + max_rows - 1) / max_rows, rows}; }
 
+// How a chunk's rows are cut into tiles: the first rows in near-equal plain tiles
+// (`narrow`), the last `wide` rows in one whole-panel tile. An FMA's result is ready 4
+// cycles after it issues and a core issues 2 a cycle, so a tile needs 8 accumulators to
+// keep the FMA units busy, and runs freely only with more. A half-panel AVX2 tile of r rows
+// has 2 r: the 8 rows a thread takes of a batch of 16 (the row split) ran as 4 + 4 rows at
+// that limit, 7 rows as 4 + 3 below it. Now 8 rows run as 5 + 3 wide (10 and 12
+// accumulators), 7 as 4 + 3 wide, 9 as 6 + 3 wide. [make sgemm-variant-ab, 1 thread, K = 64,
+// N = 256, 40 rounds, GFLOP/s] M = 8: 79.6 -> 83.9 in a fast period of this VM (faster in 33
+// of 40 rounds), 47.5 -> 63.3 in a slow one (38 of 40); M = 7: 68.2 -> 81.2 (39), 47.9 ->
+// 50.8 (26); M = 9: 55.2 -> 62.3 (36); M = 13, and 14 at K = 128, N = 512: faster in 28 and 26.
+// In the op [ab_in_process, forward, 30 rounds of 3 calls] LSTM (200, 16, 64, 64) B/A 0.961
+// (B faster in 25 of 30), GRU 0.969 (26). The whole-sequence products' chunks (about 190
+// rows, so 1-3 rows past whole tiles too) gained nothing and their forward+backward ran
+// 2-5% slower with wide tiles (LSTM and GRU (200, 16, 64, 64) B/A 1.016 and 1.045, 20
+// rounds); so only chunks of up to kWideMaxChunkRows rows (the per-step products) take
+// them, and those of up to 6 rows stay as they were (not measured with wide tiles).
+// Interleaved tiles are a whole panel wide already.
+constexpr int64_t kWideMaxChunkRows = 15;
+struct RowPlan {
+  RowTiles narrow;
+  int64_t wide;
+};
+RowPlan row_plan(int64_t rows, const TileSet& set, bool interleaved) {
+  const int64_t max_rows = interleaved ? set.interleaved.max_rows : set.plain.max_rows;
+  const int64_t max_wide = interleaved ? 0 : set.wide.max_rows;
+  const int64_t past_whole = rows % max_rows;
+  const bool takes_wide = rows > max_rows && rows <= kWideMaxChunkRows && past_whole >= 1 && past_whole <= max_wide;
+  const int64_t wide = takes_wide ? max_wide : 0;
+  return {row_tiles(rows - wide, max_rows), wide};
+}
+
 // A is read in place, never packed: a micro-tile's rows are 12 streams along k, which the
 // L1 serves as fast as one packed stream, and packing a row chunk (a scalar transpose)
 // cost more than it saved. Without it, 1 thread: (6400, 256, 1024) 245 -> 258 GFLOP/s,
@@ -123,7 +161,8 @@ RowTiles row_tiles(int64_t rows, int64_t max_rows) { return {(rows + max_rows - 
 // with the balanced row chunks of run_tiles [module_times].
 // One chunk of rows of A times panel p of B, into C's rows of that chunk; `rows_of_a` is A
 // at the chunk's first row. interleaved: with interleaved partial sums (chunk_rows <=
-// kInterleavedSumsMaxRows).
+// kInterleavedSumsMaxRows). How the rows are cut into tiles changes no value: every tile
+// sums each element over k in the same order.
 void chunk_times_panel(const MatrixView& rows_of_a, int64_t chunk_rows, const PackedMatrix& B, int64_t p,
                        bool accumulate, float* C, int64_t ldc, const float* bias, bool interleaved) {
   const TileSet& set = tiles_of_this_cpu();
@@ -132,7 +171,8 @@ void chunk_times_panel(const MatrixView& rows_of_a, int64_t chunk_rows, const Pa
   const MicroTile* tile_of = column_a ? tiles_of.column_major : tiles_of.row_major;
   const int64_t lda = column_a ? rows_of_a.col_stride : rows_of_a.row_stride;
   const int panel_columns = static_cast<int>(std::min<int64_t>(kPanel, B.N - p * kPanel));
-  const RowTiles tiles = row_tiles(chunk_rows, tiles_of.max_rows);
+  const RowPlan plan = row_plan(chunk_rows, set, interleaved);
+  const RowTiles& tiles = plan.narrow;
   for (int64_t k0 = 0; k0 < B.K; k0 += kDepthBlock) {
     const int64_t depth = std::min<int64_t>(kDepthBlock, B.K - k0);
     // The panel's column blocks of tile_columns (one block with AVX-512, two halves with AVX2).
@@ -149,6 +189,13 @@ void chunk_times_panel(const MatrixView& rows_of_a, int64_t chunk_rows, const Pa
         a += rows * rows_of_a.row_stride;
         c += rows * ldc;
       }
+    }
+    if (plan.wide > 0) {
+      const int64_t first = chunk_rows - plan.wide;
+      const MicroTile* wide_of = column_a ? set.wide.column_major : set.wide.row_major;
+      wide_of[plan.wide - 1](depth, rows_of_a.data + first * rows_of_a.row_stride + k0 * rows_of_a.col_stride, lda,
+                             B.panel(p) + B.offset(k0, 0), B.k_stride, B.block_stride, C + first * ldc + p * kPanel,
+                             ldc, panel_columns, k0 > 0 || accumulate, bias ? bias + p * kPanel : nullptr);
     }
   }
 }
