@@ -48,13 +48,14 @@ class _FusedRNNBase(nn.RNNBase):
             w_hr = rest[0]
         return w_ih, w_hh, b_ih, b_hh, w_hr
 
-    def _zero_state(self, input: Tensor, batch: int) -> Tuple[Tensor, ...]:
+    def _zero_states(self, x: Tensor, batch: int) -> List[Sequence[Tensor]]:
+        """Zero h_0 (and c_0) per layer and direction, with x's dtype and device."""
         layers = self.num_layers * (2 if self.bidirectional else 1)
         out = self.proj_size if self.proj_size > 0 else self.hidden_size
-        h = torch.zeros(layers, batch, out, dtype=input.dtype, device=input.device)
+        h = ops.zero_states(layers, batch, out, x)
         if self._state_count == 1:
-            return (h,)
-        return h, torch.zeros(layers, batch, self.hidden_size, dtype=input.dtype, device=input.device)
+            return [h]
+        return [h, ops.zero_states(layers, batch, self.hidden_size, x)]
 
     def _check_state_consistency(self, states: Sequence[Tensor], input: Tensor) -> None:
         # torch.nn's C++ kernels refuse these with RuntimeError; so do we, before the ops.
@@ -107,18 +108,20 @@ class _FusedRNNBase(nn.RNNBase):
             steps, batch = seq.size(0), seq.size(1)
             x = seq.reshape(steps * batch, seq.size(2))
             run_sizes = ops.uniform_batch_sizes(steps, batch)
-        if hx is None:  # made with x's dtype and device: nothing to check
-            states = self._zero_state(x, int(batch_sizes[0]) if packed else seq.size(1))
+        result_dtype, run_dtype = x.dtype, ops.kernel_dtype(x)
+        if hx is None:  # made in the run dtype, on x's device: nothing to check, cast or permute
+            x = x if x.dtype == run_dtype else x.to(run_dtype)
+            per_layer = self._zero_states(x, int(batch_sizes[0]) if packed else seq.size(1))
         else:
             states = self._prepare_state(data if packed else input, hx, is_batched, packed, batch_sizes)
             self._check_state_consistency(states, x)
-        if packed:
-            states = tuple(s.index_select(1, sorted_indices) if sorted_indices is not None else s for s in states)
-        result_dtype, run_dtype = x.dtype, ops.kernel_dtype(x)
-        x, *states = ops.cast([x, *states], run_dtype)
+            if packed:
+                states = tuple(s.index_select(1, sorted_indices) if sorted_indices is not None else s
+                               for s in states)
+            x, *states = ops.cast([x, *states], run_dtype)
+            per_layer = [s.unbind(0) for s in states]  # one call for every layer's view, not one each
 
         directions = 2 if self.bidirectional else 1
-        per_layer = [s.unbind(0) for s in states]  # one call for every layer's view, not one each
         finals: List[List[Tensor]] = [[] for _ in range(self._state_count)]
         layer_input = x
         for layer in range(self.num_layers):

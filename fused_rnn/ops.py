@@ -86,7 +86,8 @@ def kernel_dtype(x: Tensor) -> torch.dtype:
     """The dtype the fused kernels run in for an input like x. The CPU has no float16 /
     bfloat16 kernels: the modules run such inputs in float32 end to end (inputs, state and
     weights cast once per call) and round only the results back."""
-    return torch.float32 if x.device.type == "cpu" and x.dtype in _HALF_DTYPES else x.dtype
+    # dtype first: the device test builds a torch.device object, and most inputs are not half
+    return torch.float32 if x.dtype in _HALF_DTYPES and x.device.type == "cpu" else x.dtype
 
 
 def cast(tensors: Sequence[Optional[Tensor]], dtype: torch.dtype) -> List[Optional[Tensor]]:
@@ -113,6 +114,31 @@ def uniform_batch_sizes(steps: int, batch: int) -> Tensor:
     if torch.compiler.is_compiling() or steps > _CACHED_MAX_STEPS:
         return torch.full((steps,), batch, dtype=torch.long)
     return _cached_uniform_batch_sizes(steps, batch)
+
+
+# The zero initial states of a call without hx, per layer and direction: torch.zeros and
+# unbind cost 13-18 us a module call back to back on the Zen 3 and 50-85 us right after a
+# long call, whose megabytes leave the interpreter cold (bench/profiling/module_python.py),
+# so on the CPU each (count, batch, width, dtype) is built once: the ops only read h0 and
+# c0 (they return new tensors). Bounded like the batch sizes; created outside inference
+# mode for the same reason. Not on the GPU: there a cached buffer read on another stream
+# could be reused by the allocator once evicted.
+_CACHED_MAX_STATE_ELEMENTS = 1 << 16  # at most 256 KB of float32 a state, 64 of them
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_zero_states(count: int, batch: int, width: int, dtype: torch.dtype) -> Tuple[Tensor, ...]:
+    with torch.inference_mode(False):
+        return torch.zeros(count, batch, width, dtype=dtype).unbind(0)
+
+
+def zero_states(count: int, batch: int, width: int, like: Tensor) -> Sequence[Tensor]:
+    """`count` zero states (batch, width) with like's dtype and device, as views of one
+    buffer."""
+    if (not like.is_cpu or count * batch * width > _CACHED_MAX_STATE_ELEMENTS
+            or torch.compiler.is_compiling()):
+        return torch.zeros(count, batch, width, dtype=like.dtype, device=like.device).unbind(0)
+    return _cached_zero_states(count, batch, width, like.dtype)
 
 
 def _needs_reference(*tensors: Optional[Tensor]) -> bool:

@@ -347,14 +347,37 @@ def test_inference_mode(kind):
 
 @pytest.mark.parametrize("kind", MODES + CELLS)
 def test_training_after_first_call_in_inference_mode(kind):
-    """The batch_sizes of an unpacked input are cached per (T, N): one first built under
-    torch.inference_mode() must still be savable for backward in a later training call."""
+    """The batch_sizes of an unpacked input are cached per (T, N), and the zero initial
+    states per shape and dtype: ones first built under torch.inference_mode() must still be
+    savable for backward in a later training call."""
     ops._cached_uniform_batch_sizes.cache_clear()
+    ops._cached_zero_states.cache_clear()
     ref, fused = make_pair(kind, 4, 5)
     x = randn(3, 2, 4) if kind in MODES else randn(2, 4)
     with torch.inference_mode():
         fused(x)
     assert_parity(ref, fused, [x])
+
+
+@pytest.mark.parametrize("kind", MODES)
+def test_cached_zero_states_stay_zero_and_shared_calls_agree(kind):
+    """Calls without hx share cached zero states (ops.zero_states): every call, forward and
+    backward, plain and packed, must only read them, and two modules of one shape (one
+    cache entry) must each match torch.nn."""
+    ops._cached_zero_states.cache_clear()
+    # 2 layers x 2 directions, batch 2, width 5 (h, and c for LSTM): the entry every call reads
+    states = ops.zero_states(4, 2, 5, randn(1))
+    hits = ops._cached_zero_states.cache_info().hits
+    x = randn(3, 2, 4)
+    packed = nn.utils.rnn.pack_padded_sequence(randn(3, 2, 4), torch.tensor([2, 3]), enforce_sorted=False)
+    for seed in (1, 2):
+        ref, fused = make_pair(kind, 4, 5, num_layers=2, bidirectional=True, seed=seed)
+        assert_parity(ref, fused, [x])
+        out, _ = fused(packed)
+        out.data.sum().backward()
+    assert ops._cached_zero_states.cache_info().hits > hits, "the modules did not use the cached states"
+    assert ops.zero_states(4, 2, 5, randn(1)) is states
+    assert all(torch.count_nonzero(s).item() == 0 for s in states)
 
 
 @pytest.mark.parametrize("kind", MODES + CELLS)
