@@ -2,7 +2,6 @@
 same fused ops the sequence modules use (batch_sizes = [N], T = 1)."""
 from typing import Optional, Sequence, Tuple
 
-import torch
 import torch.nn as nn
 from torch import Tensor
 
@@ -28,8 +27,8 @@ class _FusedCellBase(nn.RNNCellBase):
         return (input if is_batched else input.unsqueeze(0)), is_batched
 
     def _state(self, input: Tensor, h: Optional[Tensor], is_batched: bool, label: str) -> Tensor:
-        if h is None:
-            return torch.zeros(input.size(0), self.hidden_size, dtype=input.dtype, device=input.device)
+        if h is None:  # cached on the CPU, as the sequence modules' (ops.zero_states)
+            return ops.zero_states(1, input.size(0), self.hidden_size, input)[0]
         name = type(self).__name__
         if h.dim() != (2 if is_batched else 1):
             kind = "batched 2-D" if is_batched else "unbatched 1-D"
