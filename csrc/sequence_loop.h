@@ -5,14 +5,15 @@
 //                                                     when no workspace is kept (inference)
 //   scratch(sizes, options)                           an uninitialised temporary that never
 //                                                     leaves the op call (CPU: a pooled buffer)
-//   prepare_weight<T>(W, rows, cols, transpose)       W (rows, cols) as GEMM operand op(W) =
-//                                                     W^T or W, prepared once per call
+//   prepare_weight<T>(W, rows, cols, transpose, use)  W (rows, cols) as GEMM operand op(W) =
+//                                                     W^T or W, prepared once per call for its
+//                                                     WeightUse (weight_use.h)
 //   gemm_weight<T>(M, A, lda, weight, beta, C, ldc, bias = nullptr)
 //                                                     row-major C(M, N) = A op(W) + beta C, beta
 //                                                     0/1; with beta 0 a bias (N,) may be added
 //   mm(a, b), mm_add(c, a, b)                         a whole-sequence product, once per call;
 //                                                     c += a b
-//   prepare_recurrent_weight<T>(W_hh, G, H, P), recurrent_step<Cell, T>(...)
+//   prepare_recurrent_weight<T>(W_hh, G, H, P, use), recurrent_step<Cell, T>(...)
 //                                                     one step: recurrent GEMM + pointwise step
 //   run_recurrent_loop, run_recurrent_backward_loop   optionally, a whole time loop at once
 //   projects_in_loop<T>(row_steps, N, w_ih, w_hh, H, P, projected)
@@ -33,6 +34,7 @@
 
 #include "cell_math.h"
 #include "phase_timer.h"
+#include "weight_use.h"
 
 namespace fused_rnn {
 
@@ -107,8 +109,9 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
     bias = (Cell::kHiddenGatesApart || !a.b_hh.defined()) ? a.b_ih : (a.b_ih + a.b_hh).contiguous();
   }
   const T* bias_data = bias.defined() ? bias.template data_ptr<T>() : nullptr;
-  const auto w_ih = Backend::template prepare_weight<T>(a.w_ih.template data_ptr<T>(), GH, I, true);
-  const auto w_hh = Backend::template prepare_recurrent_weight<T>(a.w_hh.template data_ptr<T>(), G, H, P);
+  const WeightUse use{plan.steps(), R};
+  const auto w_ih = Backend::template prepare_weight<T>(a.w_ih.template data_ptr<T>(), GH, I, true, use);
+  const auto w_hh = Backend::template prepare_recurrent_weight<T>(a.w_hh.template data_ptr<T>(), G, H, P, use);
   const bool in_loop =
       !a.keep_workspace && Backend::template projects_in_loop<T>(R, N, w_ih, w_hh, H, P, projected);
 
@@ -140,7 +143,7 @@ LayerForwardResult layer_forward(const LayerArgs& a) {
   T* h_state = out.h_n.template data_ptr<T>();
   T* c_state = Cell::kHasCellState ? out.c_n.template data_ptr<T>() : nullptr;
   const auto w_hr = Backend::template prepare_weight<T>(projected ? a.w_hr.template data_ptr<T>() : nullptr,
-                                                        projected ? P : 0, H, true);
+                                                        projected ? P : 0, H, true, use);
   T* hidden = Cell::kHiddenGatesApart ? hidden_gates.template data_ptr<T>() : nullptr;
   const at::Tensor b_hh = Cell::kHiddenGatesApart && !a.b_hh.defined() ? at::zeros({GH}, a.input.options()) : a.b_hh;
   T* h_pre = projected ? h_unprojected.template data_ptr<T>() : nullptr;
@@ -301,9 +304,10 @@ LayerBackwardResult layer_backward(const LayerArgs& a, const at::Tensor& grad_ou
   T* dh_state = g.grad_h0.template data_ptr<T>();
   T* dc_state = Cell::kHasCellState ? g.grad_c0.template data_ptr<T>() : nullptr;
   const T* grad_out = grad_output.template data_ptr<T>();
-  const auto w_hh = Backend::template prepare_weight<T>(a.w_hh.template data_ptr<T>(), GH, P, false);
+  const WeightUse use{plan.steps(), R};
+  const auto w_hh = Backend::template prepare_weight<T>(a.w_hh.template data_ptr<T>(), GH, P, false, use);
   const auto w_hr = Backend::template prepare_weight<T>(projected ? a.w_hr.template data_ptr<T>() : nullptr,
-                                                        projected ? P : 0, H, false);
+                                                        projected ? P : 0, H, false, use);
 
   // Everything one backward step needs, as pointers; a pure function of s (the projected
   // LSTM's dh rows are computed in the per-step loop below, not here).

@@ -15,7 +15,7 @@ ORDER = ["generic", "avx2", "avx512"]
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS_DIR)
 KERNEL_TESTS = ["test_parity.py", "test_cpu_thread_splits.py", "test_cpu_pointwise.py",
-                "test_cpu_weight_gradients.py", "test_inference_workspace.py"]
+                "test_cpu_weight_gradients.py", "test_cpu_weight_packing.py", "test_inference_workspace.py"]
 
 
 def child_env(isa: str) -> dict:

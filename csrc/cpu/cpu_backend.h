@@ -1,7 +1,8 @@
 #pragma once
 // The CPU primitives of sequence_loop.h. No GEMM in the time loop goes through the
-// dispatcher: float32 on AVX-512 and AVX2 CPUs uses the packed-weight kernel of sgemm.h,
-// everything else the BLAS that libtorch_cpu exports (MKL on x86 wheels).
+// dispatcher: float32 on AVX-512 and AVX2 CPUs uses the packed-weight kernel of sgemm.h
+// (except single steps of few rows, worth_packing), everything else the BLAS that
+// libtorch_cpu exports (MKL on x86 wheels).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <omp.h>
@@ -18,6 +19,7 @@
 #include "cell_pointwise.h"
 #include "sgemm.h"
 #include "step_barrier.h"
+#include "../weight_use.h"
 
 extern "C" {
 void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
@@ -284,11 +286,26 @@ struct CpuBackend {
     blas_gemm(trans_b ? "T" : "N", trans_a ? "T" : "N", &m, &n, &k, &one, B, &ildb, A, &ilda, &b, C, &ildc);
   }
 
+  // Packing a weight for sgemm.h reads and writes all of it once per call, which pays only
+  // where the call multiplies it with enough rows. A single step of fewer than 64 rows (the
+  // cells, one-step sequences) multiplies each weight once, and the BLAS product without
+  // our packing was faster there. [bench/profiling/ab_in_process.py with a temporary
+  // switch, packing vs never packing, 12 rounds, Zen 3, LSTM / GRU forward] T = 1: N = 1,
+  // H = 128 B/A 0.73 / 0.72; N = 16, H = 128 0.94 / 0.94; N = 32, H = 512 0.87 / 0.82;
+  // N = 64, H = 128 1.02 / 0.95; N = 64, H = 512 0.94 / 0.90; but N = 64, H = 256 1.09 /
+  // 1.08 and N = 96, H = 256 1.09 / 1.04; fwd+bwd N = 1 and 16, H = 128 0.80-0.87. Over
+  // two steps and more the packed weights already won at (2, 16, 512) (1.19 / 1.21) and
+  // (16, 1, 128) (1.16 / 1.08). Inference and training take the same decision from the
+  // same shapes, so a forward still rounds alike in either (test_inference_workspace.py).
+  static constexpr int64_t kPackMinRowsOfOneStep = 64;
+
+  static bool worth_packing(const WeightUse& use) { return use.steps > 1 || use.rows >= kPackMinRowsOfOneStep; }
+
   template <typename T>
-  static CpuWeight<T> prepare_weight(const T* w, int64_t rows, int64_t cols, bool transpose) {
+  static CpuWeight<T> prepare_weight(const T* w, int64_t rows, int64_t cols, bool transpose, const WeightUse& use) {
     CpuWeight<T> weight{w, rows, cols, transpose, {}};
     if constexpr (std::is_same_v<T, float>) {
-      if (sgemm::available()) {
+      if (sgemm::available() && worth_packing(use)) {
         weight.packed = transpose ? sgemm::pack(w, 1, cols, cols, rows) : sgemm::pack(w, cols, 1, rows, cols);
       }
     }
@@ -314,10 +331,11 @@ struct CpuBackend {
   }
 
   template <typename T>
-  static CpuRecurrentWeight<T> prepare_recurrent_weight(const T* w_hh, int64_t G, int64_t H, int64_t P) {
+  static CpuRecurrentWeight<T> prepare_recurrent_weight(const T* w_hh, int64_t G, int64_t H, int64_t P,
+                                                        const WeightUse& use) {
     CpuRecurrentWeight<T> weight;
     if constexpr (std::is_same_v<T, float>) {
-      if (sgemm::available()) {
+      if (sgemm::available() && worth_packing(use)) {
         weight.whole = CpuWeight<T>{w_hh, G * H, P, true, {}};
         if (H % sgemm::kPanel == 0) {
           // Each gate's panels are whole panels of W_hh^T: pack it once (one parallel region,
@@ -330,7 +348,7 @@ struct CpuBackend {
         return weight;
       }
     }
-    weight.whole = prepare_weight<T>(w_hh, G * H, P, true);
+    weight.whole = prepare_weight<T>(w_hh, G * H, P, true, use);
     return weight;
   }
 

@@ -14,6 +14,7 @@
 
 #include "../cell_math.h"
 #include "../gemm_edge_cases.h"
+#include "../weight_use.h"
 #include "persistent_forward.cuh"
 
 namespace fused_rnn {
@@ -184,7 +185,7 @@ struct CudaBackend {
   };
 
   template <typename T>
-  static Weight<T> prepare_weight(const T* w, int64_t rows, int64_t cols, bool transpose) {
+  static Weight<T> prepare_weight(const T* w, int64_t rows, int64_t cols, bool transpose, const WeightUse&) {
     return {w, rows, cols, transpose};
   }
 
@@ -219,8 +220,8 @@ struct CudaBackend {
   static void mm_add(at::Tensor& c, const at::Tensor& a, const at::Tensor& b) { c.addmm_(a, b); }
 
   template <typename T>
-  static Weight<T> prepare_recurrent_weight(const T* w_hh, int64_t G, int64_t H, int64_t P) {
-    return prepare_weight<T>(w_hh, G * H, P, true);
+  static Weight<T> prepare_recurrent_weight(const T* w_hh, int64_t G, int64_t H, int64_t P, const WeightUse& use) {
+    return prepare_weight<T>(w_hh, G * H, P, true, use);
   }
 
   // Small batches: the whole forward loop in one persistent launch (persistent_forward.cuh).
