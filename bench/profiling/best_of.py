@@ -11,6 +11,8 @@ import fused_rnn  # noqa: E402
 
 CLASSES = {"lstm": (fused_rnn.LSTM, torch.nn.LSTM), "gru": (fused_rnn.GRU, torch.nn.GRU),
            "rnn_tanh": (fused_rnn.RNN, torch.nn.RNN)}
+CELL_CLASSES = {"lstm": (fused_rnn.LSTMCell, torch.nn.LSTMCell), "gru": (fused_rnn.GRUCell, torch.nn.GRUCell),
+                "rnn_tanh": (fused_rnn.RNNCell, torch.nn.RNNCell)}
 
 
 def best_seconds(call, calls, batches, warmup):
