@@ -9,7 +9,7 @@ import torch
 
 from helpers import MODES, assert_sequence_matches_torch_nn, make_pair, randn
 
-# (T, N): one step below and at the 64-row limit, and two steps of one row (packed).
+# (T, N): one step below and at the 64-row limit, and two steps of one row (weights packed).
 STEPS_AND_ROWS = [(1, 1), (1, 63), (1, 64), (2, 1)]
 I = 24
 
