@@ -6,7 +6,8 @@
 // lets the forward keep only part of it at a time. mm is the matrix product of the
 // whole-sequence products (input and weight gradients), exposed so that the benchmark
 // can measure this machine's GEMM throughput with it as well as with torch.mm; phase_times
-// is a profiling switch (phase_timer.cpp); cpu_isa names the CPU kernels' instruction set.
+// is a profiling switch (phase_timer.cpp); cpu_isa names the CPU kernels' instruction set,
+// cpu_sequence_products who computes the mm products on the CPU.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -52,4 +53,7 @@ TORCH_LIBRARY(fused_rnn, m) {
   m.def("phase_times(bool enable) -> Tensor");
   // The CPU kernels' instruction set in use: "avx512", "avx2" or "generic" (cpu/cpu_isa.h).
   m.def("cpu_isa() -> str");
+  // Who computes the CPU backward's whole-sequence products: "own" or "blas"
+  // (cpu/sequence_products.h).
+  m.def("cpu_sequence_products() -> str");
 }

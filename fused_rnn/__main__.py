@@ -84,6 +84,14 @@ def cpu_isa_status() -> str:
     return f"{isa} ({CPU_ISA_KERNELS[isa]})" + (f"; capped by FUSED_RNN_CPU_ISA={cap}" if cap else "")
 
 
+def cpu_sequence_products_status() -> str:
+    """Who computes the CPU backward's whole-sequence products (csrc/cpu/sequence_products.h)."""
+    choice = torch.ops.fused_rnn.cpu_sequence_products()
+    what = "ATen's BLAS" if choice == "blas" else "fused_rnn's GEMM where it is faster, else ATen's BLAS"
+    override = os.environ.get("FUSED_RNN_CPU_SEQUENCE_PRODUCTS")
+    return f"{choice} ({what})" + (f"; set by FUSED_RNN_CPU_SEQUENCE_PRODUCTS={override}" if override else "")
+
+
 def report() -> Dict[str, str]:
     """Build and machine facts, in print order."""
     cuda_kernels = kernels_for("CUDA")
@@ -108,6 +116,7 @@ def report() -> Dict[str, str]:
     else:
         info["GPU"] = "none available to torch"
     info["CPU instruction set"] = cpu_isa_status()
+    info["CPU backward products"] = cpu_sequence_products_status()
     info["CPU threads"] = str(torch.get_num_threads())
     return info
 

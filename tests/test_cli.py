@@ -96,6 +96,12 @@ def test_cpu_isa_matches_cpu_flags(info):
     assert info["CPU instruction set"].startswith(expected + " (")
 
 
+def test_cpu_backward_products_line_names_the_op_s_choice(info):
+    choice = torch.ops.fused_rnn.cpu_sequence_products()
+    assert choice in ("own", "blas")
+    assert info["CPU backward products"].startswith(choice + " (")
+
+
 def test_gpu_line(info):
     if torch.cuda.is_available():
         assert torch.cuda.get_device_name() in info["GPU"]

@@ -4,35 +4,19 @@ run again in a child process capped by FUSED_RNN_CPU_ISA at each lower level, so
 AVX-512 machine also checks the AVX2 and the plain C++ paths, and an AVX2 machine the
 plain one."""
 import functools
-import os
-import subprocess
-import sys
 
 import pytest
 
+from kernel_children import in_child, run_kernel_tests
 
 ORDER = ["generic", "avx2", "avx512"]
-TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(TESTS_DIR)
-KERNEL_TESTS = ["test_parity.py", "test_cpu_thread_splits.py", "test_cpu_pointwise.py",
-                "test_cpu_weight_gradients.py", "test_cpu_weight_packing.py", "test_inference_workspace.py"]
-
-
-def child_env(isa: str) -> dict:
-    env = dict(os.environ, FUSED_RNN_CPU_ISA=isa)
-    env["PYTHONPATH"] = os.pathsep.join([REPO, env.get("PYTHONPATH", "")])
-    return env
-
-
-def in_child(code: str, isa: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], env=child_env(isa), capture_output=True, text=True,
-                          timeout=120)
+PRINT_ISA = "import torch, fused_rnn; print(torch.ops.fused_rnn.cpu_isa())"
 
 
 @functools.lru_cache(maxsize=None)
 def best_isa() -> str:
     """The ISA an uncapped process picks (a child, since this process may be capped)."""
-    return in_child("import torch, fused_rnn; print(torch.ops.fused_rnn.cpu_isa())", "").stdout.strip()
+    return in_child(PRINT_ISA, {"FUSED_RNN_CPU_ISA": ""}).stdout.strip()
 
 
 def test_a_cap_lowers_the_isa_and_never_raises_it():
@@ -40,7 +24,7 @@ def test_a_cap_lowers_the_isa_and_never_raises_it():
     assert best in ORDER
     for isa in ORDER:
         expected = ORDER[min(ORDER.index(isa), ORDER.index(best))]
-        child = in_child("import torch, fused_rnn; print(torch.ops.fused_rnn.cpu_isa())", isa)
+        child = in_child(PRINT_ISA, {"FUSED_RNN_CPU_ISA": isa})
         assert child.returncode == 0, child.stderr
         assert child.stdout.strip() == expected
 
@@ -51,7 +35,7 @@ def test_an_unknown_cap_is_a_clear_error():
             "    fused_rnn.LSTM(4, 4)(torch.randn(2, 1, 4))\n"
             "except ValueError as e:\n"
             "    print('ValueError:', e)\n")
-    child = in_child(code, "sse9")
+    child = in_child(code, {"FUSED_RNN_CPU_ISA": "sse9"})
     assert child.returncode == 0, child.stderr
     assert "FUSED_RNN_CPU_ISA must be one of avx512, avx2, generic, got 'sse9'" in child.stdout
 
@@ -62,8 +46,4 @@ def test_kernel_tests_pass_at_a_lower_isa(isa):
     if ORDER.index(isa) >= ORDER.index(best):
         pytest.skip(f"this CPU's best ISA is {best}: the main suite already runs {isa}" if isa == best
                     else f"this CPU has no {isa}")
-    child = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"] +
-                           [os.path.join(TESTS_DIR, name) for name in KERNEL_TESTS],
-                           env=child_env(isa), capture_output=True, text=True, timeout=900, cwd=REPO)
-    assert child.returncode == 0, child.stdout[-4000:] + child.stderr[-2000:]
-    assert " passed" in child.stdout.splitlines()[-1]
+    run_kernel_tests({"FUSED_RNN_CPU_ISA": isa})

@@ -1,8 +1,10 @@
 """The CPU backward's weight gradients, dgates^T times the layer's input or its previous
-states, take one of three products (csrc/cpu/cpu_backend.h, mm): our GEMM reading dgates^T
-in place (AVX-512), MKL (AVX2, smaller products, and the plain C++ build), or on AVX2 with
-a product of at least kByTokenBlocksMinProduct per token, our GEMM over blocks of tokens of
-dgates transposed into a buffer (sgemm::gemm_transposed_a). That last one must give
+states, take one of three products (csrc/cpu/cpu_backend.h, mm): ATen's BLAS (always where
+it takes the whole-sequence products, csrc/cpu/sequence_products.h; else on AVX2 for smaller
+products, and in the plain C++ build), our GEMM reading dgates^T in place (AVX-512), or on
+AVX2 with a product of at least kByTokenBlocksMinProduct per token, our GEMM over blocks of
+tokens of dgates transposed into a buffer (sgemm::gemm_transposed_a); test_cpu_isa.py and
+test_cpu_sequence_products.py run this file at each ISA and choice. That last one must give
 torch.nn's gradients too: here with gate rows and widths that are not multiples of the
 8 x 8 transpose blocks, more tokens than one block (512), plain and packed input (the
 packed backward multiplies by the gathered previous states instead of the shifted

@@ -17,6 +17,7 @@
 #include "buffer_pool.h"
 #include "cpu_isa.h"
 #include "cell_pointwise.h"
+#include "sequence_products.h"
 #include "sgemm.h"
 #include "step_barrier.h"
 #include "../weight_use.h"
@@ -573,8 +574,10 @@ struct CpuBackend {
     return c;
   }
 
-  // Whether mm and mm_add compute a @ b themselves (own_product) rather than through ATen.
+  // Whether mm and mm_add compute a @ b themselves (own_product) rather than through ATen:
+  // never where ATen's BLAS takes the whole-sequence products (sequence_products.h).
   static bool own_product_takes(const at::Tensor& a, const at::Tensor& b) {
+    if (sequence_products() == SequenceProducts::kBlas) return false;
     return by_token_blocks_takes(a, b) || own_gemm_takes(a);
   }
 
