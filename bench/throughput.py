@@ -31,6 +31,7 @@ for _path in (REPO, _HERE):  # the in-place build of fused_rnn, and the sibling 
 import torch  # noqa: E402
 
 import fused_rnn  # noqa: E402
+from fused_rnn.__main__ import cpuinfo_field  # noqa: E402
 import configs  # noqa: E402
 import impls  # noqa: E402
 import report  # noqa: E402
@@ -153,14 +154,7 @@ def git_commit() -> str:
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def metadata(args, argv: Sequence[str], device: torch.device, sweep_name: str, gemm_size: int) -> dict:

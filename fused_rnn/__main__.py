@@ -64,16 +64,23 @@ def embedded_cuda_archs(path: str) -> Optional[List[str]]:
     return sorted(found, key=lambda a: (int(a.split("_")[1]), a))
 
 
-def cpu_flags() -> Optional[set]:
-    """The feature flags of the first CPU in /proc/cpuinfo; None where there is none (not Linux)."""
+def cpuinfo_field(name: str) -> Optional[str]:
+    """The value of the first CPU's field `name` ("flags", "vendor_id", "model name") in
+    /proc/cpuinfo; None where there is none (not Linux)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith(name):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return None
+
+
+def cpu_flags() -> Optional[set]:
+    """The feature flags of the first CPU in /proc/cpuinfo; None where there is none (not Linux)."""
+    flags = cpuinfo_field("flags")
+    return set(flags.split()) if flags is not None else None
 
 
 def cpu_isa_status() -> str:

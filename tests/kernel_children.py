@@ -24,6 +24,19 @@ def in_child(code: str, settings: Dict[str, str]) -> subprocess.CompletedProcess
                           timeout=120)
 
 
+def value_error_in_child(statement: str, settings: Dict[str, str]) -> str:
+    """The message of the ValueError that `statement` raises in a child process with these
+    settings (after `import torch, fused_rnn`); "" where it raises none."""
+    code = ("import torch, fused_rnn\n"
+            "try:\n"
+            f"    {statement}\n"
+            "except ValueError as e:\n"
+            "    print(e)\n")
+    child = in_child(code, settings)
+    assert child.returncode == 0, child.stderr
+    return child.stdout.strip()
+
+
 def run_kernel_tests(settings: Dict[str, str]) -> None:
     """Asserts that the KERNEL_TESTS pass in a child process with these settings."""
     child = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"] +
